@@ -1,0 +1,118 @@
+"""The single source of truth for defaults: file names, in-image paths, base images, knobs.
+
+Every stage imports its defaults from here; nothing else hard-codes a path or an image name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+# --- Repository / manifests -------------------------------------------------------------------
+PACKAGE_DIR: Final = Path(__file__).resolve().parent
+#: The source checkout (present for editable installs and in CI).
+REPO_DIR: Final = PACKAGE_DIR.parent
+DEFAULT_MANIFEST_DIR: Final = Path("manifests")
+DEFAULT_BUILD_FILE: Final = DEFAULT_MANIFEST_DIR / "build.yaml"
+DEFAULT_PYTHON_BUILD_FILE: Final = DEFAULT_MANIFEST_DIR / "python-build.yaml"
+#: The lock file sits next to python-build.yaml.
+LOCK_FILE_NAME: Final = "python-build.lock"
+#: Committed copy of the generated registry for the default manifests.
+COMMITTED_REGISTRY_DIR: Final = Path("registry")
+
+SUPPORTED_MANIFEST_VERSION: Final = "v1"
+
+# --- Python policies -------------------------------------------------------------------------
+#: Python versions a policy may ask for.
+SUPPORTED_PYTHONS: Final = ("3.10", "3.11", "3.12", "3.13")
+DEFAULT_PYTHON: Final = "3.11"
+DEFAULT_FAILURE_MODE: Final = "fail"
+DEFAULT_TIMEOUT_MS: Final = 30_000
+DEFAULT_ISOLATION: Final = "worker"
+DEFAULT_WORKERS: Final = 2
+#: Every policy venv gets the SDK; the lock pins it.
+SDK_REQUIREMENT: Final = "apip-sdk-core>=0.2.3,<0.3"
+POLICY_DEFINITION_FILE: Final = "policy-definition.yaml"
+POLICY_ENTRY_MODULE: Final = "policy"
+PYTHON_VERSION_FILE: Final = "python_version.txt"
+
+# --- Lock / resolve --------------------------------------------------------------------------
+DEFAULT_RESOLVER: Final = "uv"
+RESOLVERS: Final = ("uv", "pip-tools")
+#: Linux architectures a lock can target; x86_64 is always locked.
+PLATFORMS: Final = ("x86_64", "aarch64")
+DEFAULT_PLATFORM: Final = "x86_64"
+#: uv --python-platform target per architecture (glibc 2.28+ wheels run on bookworm's 2.36).
+UV_PLATFORM_TRIPLES: Final = {
+    "x86_64": "x86_64-manylinux_2_28",
+    "aarch64": "aarch64-manylinux_2_28",
+}
+DEFAULT_INDEX_URL: Final = "https://pypi.org/simple"
+
+# --- Paths inside the image ------------------------------------------------------------------
+APP_DIR: Final = "/app"
+EXECUTOR_DIR: Final = "/app/python-executor"
+REGISTRY_FILE_NAME: Final = "policy-registry.json"
+REGISTRY_PATH: Final = f"{EXECUTOR_DIR}/{REGISTRY_FILE_NAME}"
+POLICIES_DIR: Final = "/app/policies"
+VENVS_DIR: Final = "/opt/venvs"
+EXECUTOR_VENV: Final = "/opt/venvs/_executor"
+ENGINE_BINARY: Final = "/app/policy-engine"
+ENTRYPOINT_PATH: Final = "/app/entrypoint.sh"
+ENVOY_BINARY: Final = "/usr/local/bin/envoy"
+ENVOY_CONFIG: Final = "/etc/envoy/envoy.yaml"
+SOCKET_DIR: Final = "/var/run/api-platform"
+PYTHON_EXECUTOR_SOCKET: Final = f"{SOCKET_DIR}/python-executor.sock"
+PYTHON_EXECUTOR_READY_FILE: Final = f"{SOCKET_DIR}/python-executor.ready"
+POLICY_ENGINE_SOCKET: Final = f"{SOCKET_DIR}/policy-engine.sock"
+RUNTIME_USER: Final = "wso2"
+RUNTIME_UID: Final = 10001
+EXPOSED_PORTS: Final = (8080, 8443, 9901, 9002, 9003)
+#: TCP fallback port for the executor (debugging only).
+EXECUTOR_DEBUG_PORT: Final = 9004
+
+# --- Base images -----------------------------------------------------------------------------
+DEFAULT_GATEWAY_VERSION: Final = "1.2.0"
+UPSTREAM_REGISTRY: Final = "ghcr.io/wso2/api-platform"
+
+
+def upstream_builder_image(gateway_version: str) -> str:
+    """Default image that compiles the Go policy engine."""
+    return f"{UPSTREAM_REGISTRY}/gateway-builder:{gateway_version}"
+
+
+def upstream_runtime_image(gateway_version: str) -> str:
+    """Default runtime base (Envoy, its configuration and tini)."""
+    return f"{UPSTREAM_REGISTRY}/gateway-runtime:{gateway_version}"
+
+
+def upstream_python_image(python_version: str) -> str:
+    """Default Python builder base for one Python version."""
+    return f"python:{python_version}-slim-bookworm"
+
+
+def with_mirror(image: str, mirror: str | None) -> str:
+    """Rewrite ``image`` to pull through a registry mirror prefix (``mirror.example/pfx``)."""
+    if not mirror:
+        return image
+    mirror = mirror.rstrip("/")
+    first = image.split("/", 1)[0]
+    has_registry = "/" in image and ("." in first or ":" in first or first == "localhost")
+    path = image.split("/", 1)[1] if has_registry else image
+    if not has_registry and "/" not in path:
+        path = f"library/{path}"
+    return f"{mirror}/{path}"
+
+
+#: Prefix of the locally built base images (``gateway-builder bases build``).
+LOCAL_BASE_REPO: Final = "gateway-builder-local"
+#: Label set on images whose router/engine are stand-ins.
+STANDIN_LABEL: Final = "io.gateway-builder.standin"
+
+# --- Cache -----------------------------------------------------------------------------------
+CACHE_ENV: Final = "GATEWAY_BUILDER_CACHE_DIR"
+
+# --- Entrypoint / runtime knobs --------------------------------------------------------------
+EXECUTOR_READY_TIMEOUT_S: Final = 120
+ENGINE_READY_TIMEOUT_S: Final = 30
+SHUTDOWN_GRACE_S: Final = 10

@@ -1,0 +1,131 @@
+"""The BuildPlan: one immutable value holding everything the render and image stages need.
+
+Produced from the loaded manifests, the lock file and the fetched policies by :func:`make_plan`;
+consumed by ``render`` and ``image``. Nothing after this stage reads a manifest or the network.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LockedRequirement:
+    """One pinned distribution of a venv, with every acceptable artifact hash."""
+
+    name: str  # canonical (PEP 503 normalized) name
+    version: str
+    hashes: tuple[str, ...]  # "sha256:<hex>", sorted
+
+    def requirement_line(self) -> str:
+        """The ``name==version --hash=...`` line pip's hash-checking mode wants."""
+        hashes = " ".join(f"--hash={h}" for h in self.hashes)
+        return f"{self.name}=={self.version} {hashes}".rstrip()
+
+
+@dataclass(frozen=True)
+class PolicyArtifact:
+    """A packaged policy's own wheel, built or downloaded at fetch time."""
+
+    filename: str
+    sha256: str
+    path: Path  # on the host (in the fetch cache)
+
+
+@dataclass(frozen=True)
+class PythonPolicyPlan:
+    """Everything needed to install and register one Python policy."""
+
+    name: str
+    version: str  # from policy-definition.yaml, "vX.Y.Z"
+    python_version: str  # "3.12"
+    module: str  # import path of the entry module, e.g. "prompt_guard.policy"
+    package_dir_name: str  # "<name with - replaced by _>" for simple-dir policies
+    #: Simple-dir policy: the fetched directory to copy into the image. None for packaged ones.
+    source_dir: Path | None
+    #: Packaged policy: its wheel (installed into the venv with --no-deps). None for simple dirs.
+    artifact: PolicyArtifact | None
+    #: Directory holding policy-definition.yaml (for the engine's derived build file).
+    definition_dir: Path
+    requirements: tuple[LockedRequirement, ...]  # for BuildPlan.platform, sorted by name
+    failure_mode: str
+    timeout_ms: int
+    isolation: str
+    workers: int
+    params_json: str  # canonical JSON of the manifest params (frozen)
+    source_label: str  # redacted provenance, e.g. "git+https://host/repo.git@<sha>#subdirectory=x"
+    resolved: str  # commit SHA, "sha256:<hex>" of the artifact, or content hash of a path
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The manifest params as a fresh dict."""
+        value: dict[str, Any] = json.loads(self.params_json)
+        return value
+
+
+@dataclass(frozen=True)
+class GoPolicyEntry:
+    """A Go policy from build.yaml, passed unchanged to the engine builder."""
+
+    name: str
+    gomodule: str | None = None
+    file_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class PythonBase:
+    """A base image providing one CPython version for the builder stages."""
+
+    version: str  # "3.12"
+    image: str
+    executable: str  # interpreter path inside the image, e.g. "/usr/local/bin/python3.12"
+    #: Paths copied from this image into the runtime so venvs find their interpreter.
+    #: Empty when the runtime base already ships this Python at ``executable``.
+    runtime_copy: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BaseImages:
+    """Every base image the Dockerfile needs."""
+
+    engine_builder: str | None  # None when a prebuilt engine binary is given
+    pythons: tuple[PythonBase, ...]  # sorted by version
+    runtime: str
+    #: True when the router/engine in these bases are stand-ins (local bases).
+    standin: bool = False
+
+    def python(self, version: str) -> PythonBase:
+        """The base for ``version``."""
+        for base in self.pythons:
+            if base.version == version:
+                return base
+        raise KeyError(version)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything the render and image stages need, and nothing they must look up again."""
+
+    builder_version: str
+    gateway_version: str
+    platform: str  # "x86_64" | "aarch64"
+    go_policies: tuple[GoPolicyEntry, ...]
+    python_policies: tuple[PythonPolicyPlan, ...]  # sorted by name
+    executor_python: str  # Python version of the executor venv
+    executor_requirements: tuple[LockedRequirement, ...]
+    #: Installer used inside the builder stages (pip wheel, pinned and hashed).
+    installer_requirements: tuple[LockedRequirement, ...]
+    bases: BaseImages
+    policy_engine_binary: Path | None  # --policy-engine PATH: skip the engine stage
+    lock_digest: str  # "sha256:<hex>" of the lock file
+    source_date_epoch: int
+    labels: tuple[tuple[str, str], ...] = field(default=())  # extra user labels, sorted
+
+    @property
+    def python_versions(self) -> tuple[str, ...]:
+        """Distinct Python versions needed by the policies and the executor, sorted."""
+        versions = {p.python_version for p in self.python_policies} | {self.executor_python}
+        return tuple(sorted(versions, key=lambda v: tuple(int(x) for x in v.split("."))))
