@@ -25,6 +25,7 @@ class Positions:
     file: str
     values: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     keys: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    nodes: int = 0
 
     def of_value(self, path: PathKey) -> tuple[int, int]:
         """Position of the value at ``path``, or of its nearest ancestor."""
@@ -104,7 +105,21 @@ def parse_yaml(text: str, name: str) -> tuple[Any, Positions]:
     return data, positions
 
 
+#: Upper bound on values in one manifest (stops alias "billion laughs" expansion).
+MAX_NODES = 100_000
+
+
 def _build(loader: yaml.SafeLoader, node: yaml.Node, path: PathKey, pos: Positions) -> Any:
+    pos.nodes += 1
+    if pos.nodes > MAX_NODES:
+        line, col = _mark(node)
+        raise ManifestError(
+            pos.file,
+            line,
+            col,
+            format_path(path),
+            f"document too large (more than {MAX_NODES} values)",
+        )
     pos.values[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
