@@ -1,0 +1,81 @@
+"""Developer sessions. Run through ``bash scripts/test.sh`` (which sets up .venv), or directly:
+``.venv/bin/nox --no-venv -s tests``. Sessions use the current interpreter (no nested venvs), so
+one ``.venv`` serves them all.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+ROOT = Path(__file__).parent
+PY = sys.executable
+LINT_PATHS = [
+    "gateway_builder",
+    "gateway_executor",
+    "tests",
+    "benchmarks",
+    "policy_sources",
+    "noxfile.py",
+]
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff: lint and format check."""
+    session.run(PY, "-m", "ruff", "check", *LINT_PATHS)
+    session.run(PY, "-m", "ruff", "format", "--check", *LINT_PATHS)
+
+
+@nox.session(venv_backend="none")
+def typecheck(session: nox.Session) -> None:
+    """mypy over the build-time and runtime packages."""
+    session.run(PY, "-m", "mypy", "gateway_builder", "gateway_executor", "benchmarks")
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """Unit and integration tests, plus the sample policies' own tests (no Docker)."""
+    session.run(
+        PY,
+        "-m",
+        "pytest",
+        "-m",
+        "not e2e",
+        *session.posargs,
+        env={"TESTCONTAINERS_RYUK_DISABLED": "true"},
+    )
+
+
+@nox.session(venv_backend="none")
+def e2e(session: nox.Session) -> None:
+    """End-to-end tests against a real Docker engine (started if needed)."""
+    session.run("bash", str(ROOT / "scripts" / "ensure-docker.sh"), external=True)
+    session.run(
+        PY,
+        "-m",
+        "pytest",
+        "-m",
+        "e2e",
+        "tests/e2e",
+        *session.posargs,
+        env={"TESTCONTAINERS_RYUK_DISABLED": "true"},
+    )
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Benchmarks: each script prints a table of numbers."""
+    scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
+    wanted = set(session.posargs)
+    for script in scripts:
+        if wanted and script.stem not in wanted:
+            continue
+        session.log(f"--- {script.name}")
+        session.run(PY, str(script), env={"PYTHONPATH": str(ROOT), **os.environ})
