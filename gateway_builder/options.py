@@ -61,6 +61,10 @@ ENGINE_BINARY: Final = "/app/policy-engine"
 ENTRYPOINT_PATH: Final = "/app/entrypoint.sh"
 ENVOY_BINARY: Final = "/usr/local/bin/envoy"
 ENVOY_CONFIG: Final = "/etc/envoy/envoy.yaml"
+#: Upstream runtime images ship this override; the entrypoint passes it through envsubst if present.
+ENVOY_CONFIG_OVERRIDE: Final = "/etc/envoy/config-override.yaml"
+#: Init process of the runtime base (upstream and local bases both install Debian's tini here).
+TINI_PATH: Final = "/usr/bin/tini"
 SOCKET_DIR: Final = "/var/run/api-platform"
 PYTHON_EXECUTOR_SOCKET: Final = f"{SOCKET_DIR}/python-executor.sock"
 PYTHON_EXECUTOR_READY_FILE: Final = f"{SOCKET_DIR}/python-executor.ready"
@@ -116,3 +120,7 @@ CACHE_ENV: Final = "GATEWAY_BUILDER_CACHE_DIR"
 EXECUTOR_READY_TIMEOUT_S: Final = 120
 ENGINE_READY_TIMEOUT_S: Final = 30
 SHUTDOWN_GRACE_S: Final = 10
+#: Environment variables the entrypoint reads to override the three values above (seconds).
+EXECUTOR_READY_TIMEOUT_ENV: Final = "PYTHON_EXECUTOR_READY_TIMEOUT"
+ENGINE_READY_TIMEOUT_ENV: Final = "POLICY_ENGINE_READY_TIMEOUT"
+SHUTDOWN_GRACE_ENV: Final = "SHUTDOWN_GRACE_SECONDS"
