@@ -1,0 +1,77 @@
+"""Jinja2 environment for the build-context templates (``Dockerfile.j2``, ``entrypoint.sh.j2``).
+
+Templates are rendered with ``StrictUndefined`` (a missing value is an error, never an empty
+string) and contain no timestamps, so identical inputs give identical bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from gateway_builder import __version__, options
+
+
+def template_dir() -> Path:
+    """Where the templates live: inside an installed wheel, else the source checkout."""
+    packaged = options.PACKAGE_DIR / "_templates"
+    return packaged if packaged.is_dir() else options.REPO_DIR / "templates"
+
+
+def _docker_json(value: Any) -> str:
+    """A JSON literal for Dockerfile exec-form instructions and LABEL values."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The shared Jinja2 environment (strict, no autoescape, trailing newline kept)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["sh"] = shlex.quote
+    env.filters["json"] = _docker_json
+    return env
+
+
+def render_template(name: str, **values: Any) -> str:
+    """Render one template by file name."""
+    return environment().get_template(name).render(**values)
+
+
+@dataclass(frozen=True)
+class EntrypointValues:
+    """Everything ``entrypoint.sh.j2`` needs; defaults are the in-image paths of options.py."""
+
+    has_python_policies: bool
+    builder_version: str = __version__
+    executor_python: str = f"{options.EXECUTOR_VENV}/bin/python"
+    executor_dir: str = options.EXECUTOR_DIR
+    registry_path: str = options.REGISTRY_PATH
+    executor_socket: str = options.PYTHON_EXECUTOR_SOCKET
+    executor_ready_file: str = options.PYTHON_EXECUTOR_READY_FILE
+    engine_binary: str = options.ENGINE_BINARY
+    engine_socket: str = options.POLICY_ENGINE_SOCKET
+    router_binary: str = options.ENVOY_BINARY
+    router_config: str = options.ENVOY_CONFIG
+    router_config_override: str = options.ENVOY_CONFIG_OVERRIDE
+    socket_dir: str = options.SOCKET_DIR
+    executor_ready_timeout: int = options.EXECUTOR_READY_TIMEOUT_S
+    engine_ready_timeout: int = options.ENGINE_READY_TIMEOUT_S
+    shutdown_grace: int = options.SHUTDOWN_GRACE_S
+
+
+def render_entrypoint(values: EntrypointValues) -> str:
+    """The bash entrypoint for an image with (or without) Python policies."""
+    return render_template("entrypoint.sh.j2", **asdict(values))
