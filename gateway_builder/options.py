@@ -85,6 +85,17 @@ def upstream_builder_image(gateway_version: str) -> str:
     return f"{UPSTREAM_REGISTRY}/gateway-builder:{gateway_version}"
 
 
+#: How the upstream builder image compiles the engine (its ENTRYPOINT, which adds the system
+#: policies); the Dockerfile appends ``-build-file FILE -out-dir DIR``.
+UPSTREAM_ENGINE_BUILDER_COMMAND: Final = (
+    "/usr/local/bin/gateway-builder",
+    "-system-build-lock",
+    "/api-platform/gateway/system-policies/system-build-lock.yaml",
+)
+#: Where the upstream builder writes the compiled engine, relative to ``-out-dir``.
+ENGINE_BUILDER_OUTPUT: Final = "gateway-runtime/policy-engine"
+
+
 def upstream_runtime_image(gateway_version: str) -> str:
     """Default runtime base (Envoy, its configuration and tini)."""
     return f"{UPSTREAM_REGISTRY}/gateway-runtime:{gateway_version}"

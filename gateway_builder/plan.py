@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway_builder import options
+
 
 @dataclass(frozen=True)
 class LockedRequirement:
@@ -96,6 +98,11 @@ class BaseImages:
     runtime: str
     #: True when the router/engine in these bases are stand-ins (local bases).
     standin: bool = False
+    #: Init process in the runtime base (the image's ENTRYPOINT runs it).
+    tini: str = options.TINI_PATH
+    #: Command that compiles the engine in the builder image; the Dockerfile appends
+    #: ``-build-file FILE -out-dir DIR``.
+    engine_builder_command: tuple[str, ...] = options.UPSTREAM_ENGINE_BUILDER_COMMAND
 
     def python(self, version: str) -> PythonBase:
         """The base for ``version``."""
