@@ -1,0 +1,155 @@
+"""Command line and environment of the executor (flags win over the environment)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from gateway_executor import defaults
+
+LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
+              "error": "ERROR", "critical": "CRITICAL"}
+
+
+class ConfigError(ValueError):
+    """An invalid flag or environment value (reported in one line, exit 2)."""
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Everything ``python -m gateway_executor`` was told."""
+
+    registry: str
+    listen: str
+    ready_file: str | None
+    workers: int | None
+    max_concurrent: int
+    timeout_s: float | None
+    log_level: str
+    start_timeout_s: float
+    shutdown_grace_s: float
+
+    @property
+    def is_tcp(self) -> bool:
+        """``HOST:PORT`` rather than a socket path."""
+        return is_tcp_address(self.listen)
+
+    @property
+    def socket_path(self) -> str | None:
+        """The Unix socket path (None for TCP)."""
+        if self.is_tcp:
+            return None
+        return self.listen[len("unix:"):] if self.listen.startswith("unix:") else self.listen
+
+
+def is_tcp_address(listen: str) -> bool:
+    """True for ``host:port`` / ``[v6]:port``; paths and ``unix:`` addresses are sockets."""
+    if listen.startswith(("unix:", "/", ".")):
+        return False
+    host, sep, port = listen.rpartition(":")
+    return bool(sep and host and port.isdigit())
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"{name}: expected a positive integer, got {raw!r}")
+    return value
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}: expected a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = LOG_LEVELS.get(raw.strip().lower())
+    if level is None:
+        raise ConfigError(f"{name}: expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return level
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser (kept separate for ``--help`` tests)."""
+    p = argparse.ArgumentParser(
+        prog="python -m gateway_executor",
+        description="Python policy executor: gRPC on a Unix socket, each policy in its own venv.",
+    )
+    p.add_argument("--registry", default=defaults.REGISTRY_PATH,
+                   help="policy registry JSON (default: %(default)s)")
+    p.add_argument("--listen", default=None,
+                   help=f"Unix socket path or HOST:PORT (default: {defaults.SOCKET_PATH}; "
+                        "env PYTHON_EXECUTOR_LISTEN)")
+    p.add_argument("--ready-file", default=None,
+                   help="written once every policy passed its start-up check")
+    p.add_argument("--workers", default=None,
+                   help=f"override every policy's worker count (env {defaults.ENV_WORKERS})")
+    p.add_argument("--max-concurrent", default=None,
+                   help="calls running at once, all policies together "
+                        f"(default {defaults.DEFAULT_MAX_CONCURRENT}; "
+                        f"env {defaults.ENV_MAX_CONCURRENT})")
+    p.add_argument("--timeout", default=None,
+                   help=f"override every policy's timeout, seconds (env {defaults.ENV_TIMEOUT})")
+    p.add_argument("--log-level", default=None,
+                   help=f"debug, info, warning, error (default info; env {defaults.ENV_LOG_LEVEL})")
+    p.add_argument("--start-timeout", default=None,
+                   help=f"seconds a policy may take to import (default {defaults.START_TIMEOUT_S:g})")
+    p.add_argument("--shutdown-grace", default=None,
+                   help="seconds to finish in-flight calls on SIGTERM "
+                        f"(default {defaults.SHUTDOWN_GRACE_S:g})")
+    return p
+
+
+def parse_config(argv: Sequence[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> ExecutorConfig:
+    """Parse flags and environment; raises :class:`ConfigError` on invalid values."""
+    env = os.environ if env is None else env
+    args = build_parser().parse_args(argv)
+
+    def pick(flag: str | None, env_name: str | None) -> tuple[str, str] | None:
+        if flag is not None:
+            return f"--{_flag_name(env_name, flag)}", flag
+        if env_name and env.get(env_name, "") != "":
+            return env_name, env[env_name]
+        return None
+
+    workers = pick(args.workers, defaults.ENV_WORKERS)
+    max_conc = pick(args.max_concurrent, defaults.ENV_MAX_CONCURRENT)
+    timeout = pick(args.timeout, defaults.ENV_TIMEOUT)
+    level = pick(args.log_level, defaults.ENV_LOG_LEVEL)
+    listen = args.listen or env.get("PYTHON_EXECUTOR_LISTEN") or defaults.SOCKET_PATH
+    start_timeout = (_positive_float("--start-timeout", args.start_timeout)
+                     if args.start_timeout is not None else defaults.START_TIMEOUT_S)
+    grace = (_positive_float("--shutdown-grace", args.shutdown_grace)
+             if args.shutdown_grace is not None else defaults.SHUTDOWN_GRACE_S)
+    return ExecutorConfig(
+        registry=args.registry,
+        listen=listen,
+        ready_file=args.ready_file,
+        workers=_positive_int(workers[0], workers[1]) if workers else None,
+        max_concurrent=(_positive_int(max_conc[0], max_conc[1]) if max_conc
+                        else defaults.DEFAULT_MAX_CONCURRENT),
+        timeout_s=_positive_float(timeout[0], timeout[1]) if timeout else None,
+        log_level=_log_level(level[0], level[1]) if level else "INFO",
+        start_timeout_s=start_timeout,
+        shutdown_grace_s=grace,
+    )
+
+
+def _flag_name(env_name: str | None, _value: str) -> str:
+    return {
+        defaults.ENV_WORKERS: "workers",
+        defaults.ENV_MAX_CONCURRENT: "max-concurrent",
+        defaults.ENV_TIMEOUT: "timeout",
+        defaults.ENV_LOG_LEVEL: "log-level",
+    }.get(env_name or "", "value")

@@ -1,0 +1,39 @@
+"""Executor defaults. The runtime never imports ``gateway_builder``; the values that both sides
+share (socket path, registry path, ...) are mirrored from ``gateway_builder.options`` and a unit
+test keeps the two in step."""
+
+from __future__ import annotations
+
+from typing import Final
+
+SOCKET_PATH: Final = "/var/run/api-platform/python-executor.sock"
+READY_FILE: Final = "/var/run/api-platform/python-executor.ready"
+REGISTRY_PATH: Final = "/app/python-executor/policy-registry.json"
+REGISTRY_FORMAT: Final = "gateway-builder/policy-registry"
+REGISTRY_FORMAT_VERSION: Final = 1
+
+#: Upstream environment variables (same names as the upstream executor).
+ENV_WORKERS: Final = "PYTHON_POLICY_WORKERS"
+ENV_MAX_CONCURRENT: Final = "PYTHON_POLICY_MAX_CONCURRENT"
+ENV_TIMEOUT: Final = "PYTHON_POLICY_TIMEOUT"
+ENV_LOG_LEVEL: Final = "LOG_LEVEL"
+
+DEFAULT_MAX_CONCURRENT: Final = 100
+DEFAULT_LOG_LEVEL: Final = "info"
+#: Used for registry entries that carry no timeout/workers of their own.
+DEFAULT_TIMEOUT_S: Final = 30.0
+DEFAULT_WORKERS: Final = 2
+
+#: A worker must import its policy and pass the start-up check within this many seconds.
+START_TIMEOUT_S: Final = 120.0
+#: SIGTERM: finish in-flight calls for up to this long, then stop workers.
+SHUTDOWN_GRACE_S: Final = 10.0
+#: Crash handling: replacement backoff (doubles per crash in the window) and quarantine.
+RESPAWN_BACKOFF_S: Final = 0.1
+RESPAWN_BACKOFF_MAX_S: Final = 5.0
+QUARANTINE_CRASHES: Final = 5
+QUARANTINE_WINDOW_S: Final = 60.0
+#: gRPC message size limit (upstream uses 50 MiB both ways).
+MAX_MESSAGE_BYTES: Final = 50 * 1024 * 1024
+#: Largest frame accepted from a worker (JSON of a max-size body plus room).
+MAX_WORKER_FRAME: Final = 4 * MAX_MESSAGE_BYTES

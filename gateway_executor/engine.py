@@ -1,0 +1,289 @@
+"""The executor's core: policy runtimes, policy instances, and one call from request to response.
+
+Transport-free: the gRPC service (``service.py``) and the benchmark call into this.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway_executor import defaults, translate
+from gateway_executor.pool import (
+    AcquireTimeout,
+    CallState,
+    Cancelled,
+    PerCallRunner,
+    PolicyRuntime,
+    PolicyUnavailable,
+    WorkerPool,
+)
+from gateway_executor.proto import python_executor_pb2 as pb
+from gateway_executor.registry import PolicyEntry
+from gateway_executor.worker import Spawner, WorkerError, WorkerTimeout
+
+log = logging.getLogger("gateway_executor.engine")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime knobs; ``None`` means "take the registry entry's own value"."""
+
+    workers: int | None = None
+    timeout_s: float | None = None
+    max_concurrent: int = defaults.DEFAULT_MAX_CONCURRENT
+    start_timeout_s: float = defaults.START_TIMEOUT_S
+    shutdown_grace_s: float = defaults.SHUTDOWN_GRACE_S
+
+
+@dataclass
+class Instance:
+    """A policy instance created by ``InitPolicy`` (one per route attachment)."""
+
+    iid: str
+    runtime: PolicyRuntime
+    init: dict[str, Any]
+    mode: dict[str, str] = field(default_factory=dict)
+
+
+class Engine:
+    """Owns every policy runtime and instance."""
+
+    def __init__(self, entries: list[PolicyEntry], settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.spawner = Spawner()
+        self.runtimes: dict[str, PolicyRuntime] = {}
+        for entry in entries:
+            workers = self.settings.workers or entry.workers
+            timeout = self.settings.timeout_s or entry.timeout_ms / 1000.0
+            cls = PerCallRunner if entry.isolation == "per-call" else WorkerPool
+            self.runtimes[entry.key] = cls(entry, self.spawner, workers, timeout,
+                                           self.settings.start_timeout_s)
+        self._instances: dict[str, Instance] = {}
+        self._lock = threading.Lock()
+        self.started = False
+        self.draining = False
+        self._inflight = 0
+        self._idle = threading.Condition(self._lock)
+
+    # ---- start / status ----------------------------------------------------------------------
+    def start(self) -> bool:
+        """Start every runtime in parallel; True when all passed their start-up check."""
+        threads = [
+            threading.Thread(target=rt.start, name=f"start-{rt.entry.name}", daemon=True)
+            for rt in self.runtimes.values()
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for rt in self.runtimes.values():
+            if rt.ready:
+                log.info("policy %s ready (python %s, %s, %d %s)", rt.entry.key,
+                         rt.python_version, rt.entry.isolation, rt.size,
+                         "workers" if rt.entry.isolation == "worker" else "concurrent calls")
+            else:
+                log.error("policy %s failed: %s", rt.entry.key, rt.reason)
+        self.started = True
+        return self.ready
+
+    @property
+    def ready(self) -> bool:
+        """All policies started, none quarantined, not shutting down."""
+        return (self.started and not self.draining
+                and all(rt.ready and not rt.quarantined for rt in self.runtimes.values()))
+
+    def not_ready_reason(self) -> str:
+        """Why :attr:`ready` is false (empty when ready)."""
+        if self.draining:
+            return "executor is shutting down"
+        if not self.started:
+            return "policies are starting"
+        bad = [f"{rt.entry.key}: {rt.reason}" for rt in self.runtimes.values()
+               if not rt.ready or rt.quarantined]
+        return "; ".join(bad)
+
+    def health(self) -> pb.HealthCheckResponse:
+        """The ``HealthCheck`` answer, with the per-policy extension fields."""
+        resp = pb.HealthCheckResponse(
+            ready=self.ready,
+            loaded_policies=sum(1 for rt in self.runtimes.values() if rt.ready),
+            reason=self.not_ready_reason(),
+        )
+        for rt in sorted(self.runtimes.values(), key=lambda r: r.entry.key):
+            status = resp.policies.add(
+                name=rt.entry.name,
+                version=rt.entry.version,
+                ready=rt.ready and not rt.quarantined,
+                python_version=rt.python_version,
+                reason=rt.reason,
+                quarantined=rt.quarantined,
+                isolation=rt.entry.isolation,
+                workers=rt.size,
+            )
+            status.distributions.update(rt.distributions)
+        return resp
+
+    # ---- instances -----------------------------------------------------------------------------
+    def find_runtime(self, name: str, version: str) -> PolicyRuntime | None:
+        """Exact ``name:version``, else the same name with the same major version."""
+        rt = self.runtimes.get(f"{name}:{version}")
+        if rt is not None:
+            return rt
+        major = version.split(".", 1)[0]
+        matches = [r for r in self.runtimes.values()
+                   if r.entry.name == name and r.entry.major == major]
+        return matches[0] if len(matches) == 1 else None
+
+    def init_policy(self, req: pb.InitPolicyRequest) -> pb.InitPolicyResponse:
+        """Create a policy instance (``InitPolicy``)."""
+        rt = self.find_runtime(req.policy_name, req.policy_version)
+        if rt is None:
+            return pb.InitPolicyResponse(
+                success=False,
+                error_message=f"unknown policy {req.policy_name}:{req.policy_version}",
+            )
+        if self.draining or not rt.ready or rt.quarantined:
+            return pb.InitPolicyResponse(
+                success=False,
+                error_message=f"policy {rt.entry.key} is not ready: {rt.reason or 'shutting down'}",
+            )
+        iid = str(uuid.uuid4())
+        init = {"metadata": translate.metadata_to_wire(req.policy_metadata),
+                "params": translate.struct_to_dict(req.params)}
+        deadline = time.monotonic() + max(rt.timeout_s, self.settings.start_timeout_s)
+        try:
+            reply = rt.init_instance(iid, init["metadata"], init["params"], deadline)
+        except (WorkerError, AcquireTimeout, PolicyUnavailable) as exc:
+            return pb.InitPolicyResponse(success=False, error_message=f"{type(exc).__name__}: {exc}")
+        if not reply.get("ok"):
+            return pb.InitPolicyResponse(success=False, error_message=str(reply.get("error")))
+        try:
+            mode = translate.processing_mode(reply["mode"])
+            caps = translate.capabilities(reply["capabilities"])
+        except (KeyError, TypeError, AttributeError) as exc:
+            return pb.InitPolicyResponse(success=False, error_message=f"bad init reply: {exc}")
+        with self._lock:
+            self._instances[iid] = Instance(iid, rt, init, dict(reply["mode"]))
+        log.info("InitPolicy %s route=%s instance=%s", rt.entry.key,
+                 req.policy_metadata.route_name, iid)
+        return pb.InitPolicyResponse(success=True, instance_id=iid, processing_mode=mode,
+                                     capabilities=caps)
+
+    def destroy_policy(self, req: pb.DestroyPolicyRequest) -> pb.DestroyPolicyResponse:
+        """Forget an instance and close it in the workers (``DestroyPolicy``)."""
+        with self._lock:
+            inst = self._instances.pop(req.instance_id, None)
+        if inst is None:
+            return pb.DestroyPolicyResponse(success=True)  # already gone: idempotent
+        inst.runtime.destroy(inst.iid)
+        return pb.DestroyPolicyResponse(success=True)
+
+    def instance_count(self) -> int:
+        """Number of live instances."""
+        with self._lock:
+            return len(self._instances)
+
+    # ---- calls ---------------------------------------------------------------------------------
+    def _failure(self, req: pb.StreamRequest, kind: translate.PayloadKind, rt: PolicyRuntime,
+                 error_type: str, message: str) -> pb.StreamResponse:
+        entry = rt.entry
+        if entry.failure_mode == "skip":
+            log.warning("policy %s %s (%s); failure_mode=skip: passing through",
+                        entry.key, error_type, message)
+            return translate.passthrough_response(req.request_id, kind)
+        log.warning("policy %s %s: %s", entry.key, error_type, message)
+        return translate.error_response(req.request_id, message, error_type,
+                                        req.policy_name or entry.name,
+                                        req.policy_version or entry.version)
+
+    def begin(self) -> bool:
+        """Count a call in; False when draining (the call must be refused)."""
+        with self._lock:
+            if self.draining:
+                return False
+            self._inflight += 1
+            return True
+
+    def end(self) -> None:
+        """Count a call out."""
+        with self._lock:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call is in flight (used by shutdown)."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            while self._inflight:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def execute(self, req: pb.StreamRequest, kind: translate.PayloadKind,
+                state: CallState) -> pb.StreamResponse | None:
+        """Run one hook call; ``None`` when the call was cancelled (no response is sent)."""
+        with self._lock:
+            inst = self._instances.get(req.instance_id)
+        if inst is None:
+            return translate.error_response(
+                req.request_id, f"no policy instance {req.instance_id!r} (InitPolicy first)",
+                "execution_error", req.policy_name, req.policy_version)
+        rt = inst.runtime
+        timeout = rt.timeout_s
+        em = req.execution_metadata
+        if em.HasField("deadline") and (em.deadline.seconds or em.deadline.nanos):
+            timeout = min(timeout, em.deadline.seconds + em.deadline.nanos / 1e9 - time.time())
+        if timeout <= 0:
+            return self._failure(req, kind, rt, "timeout", "deadline already passed")
+        deadline = time.monotonic() + timeout
+        msg = translate.request_to_wire(req, kind)
+        msg["op"] = "call"
+        msg["iid"] = inst.iid
+        try:
+            reply = rt.call(inst.iid, inst.init, msg, deadline, state)
+        except Cancelled:
+            return None
+        except (AcquireTimeout, WorkerTimeout):
+            if state.cancelled:
+                return None
+            return self._failure(req, kind, rt, "timeout",
+                                 f"policy did not answer within {timeout:.3f}s")
+        except PolicyUnavailable as exc:
+            return self._failure(req, kind, rt, exc.kind, str(exc))
+        except WorkerError as exc:
+            if state.cancelled:
+                return None
+            return self._failure(req, kind, rt, "worker_crashed", f"worker crashed: {exc}")
+        if state.cancelled:
+            return None
+        if not reply.get("ok"):
+            return self._failure(req, kind, rt, "execution_error", str(reply.get("error")))
+        try:
+            return translate.response_from_worker(req.request_id, kind, reply)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            return self._failure(req, kind, rt, "execution_error", f"invalid policy result: {exc}")
+
+    # ---- shutdown ------------------------------------------------------------------------------
+    def stop(self, timeout: float) -> None:
+        """Stop every runtime's processes."""
+        with self._lock:
+            self.draining = True
+        threads = [threading.Thread(target=rt.stop, args=(timeout,), daemon=True)
+                   for rt in self.runtimes.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout + 10)
+        self.spawner.stop()
+
+    def live_pids(self) -> list[int]:
+        """Every policy process alive right now."""
+        return [pid for rt in self.runtimes.values() for pid in rt.live_pids()]

@@ -1,0 +1,137 @@
+"""Read and validate the policy registry (``policy-registry.json``, written by the builder)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway_executor import defaults
+
+FAILURE_MODES = ("fail", "skip")
+ISOLATIONS = ("worker", "per-call")
+
+
+class RegistryError(ValueError):
+    """The registry file is missing, malformed or of an unknown format version."""
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """One policy as the executor runs it."""
+
+    name: str
+    version: str
+    module: str
+    python: str
+    sys_path: tuple[str, ...] = ()
+    python_version: str = ""
+    failure_mode: str = "fail"
+    timeout_ms: int = int(defaults.DEFAULT_TIMEOUT_S * 1000)
+    isolation: str = "worker"
+    workers: int = defaults.DEFAULT_WORKERS
+    params: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def key(self) -> str:
+        """``name:version``, unique in a registry."""
+        return f"{self.name}:{self.version}"
+
+    @property
+    def major(self) -> str:
+        """``v1`` for ``v1.2.3`` (upstream falls back to the major version)."""
+        return self.version.split(".", 1)[0]
+
+
+def _expect(cond: bool, where: str, what: str, got: Any) -> None:
+    if not cond:
+        raise RegistryError(f"{where}: expected {what}, got {got!r}")
+
+
+def _entry(raw: Any, where: str) -> PolicyEntry:
+    _expect(isinstance(raw, dict), where, "an object", raw)
+    known = {
+        "name", "version", "module", "sys_path", "python", "python_version", "failure_mode",
+        "timeout_ms", "isolation", "workers", "params", "source",
+    }
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise RegistryError(f"{where}: unknown field {unknown[0]!r}")
+    for key in ("name", "version", "module", "python"):
+        value = raw.get(key)
+        _expect(isinstance(value, str) and value != "", f"{where}.{key}", "a non-empty string", value)
+    sys_path = raw.get("sys_path", [])
+    _expect(
+        isinstance(sys_path, list) and all(isinstance(p, str) for p in sys_path),
+        f"{where}.sys_path", "a list of strings", sys_path,
+    )
+    failure_mode = raw.get("failure_mode", "fail")
+    _expect(failure_mode in FAILURE_MODES, f"{where}.failure_mode", "fail or skip", failure_mode)
+    isolation = raw.get("isolation", "worker")
+    _expect(isolation in ISOLATIONS, f"{where}.isolation", "worker or per-call", isolation)
+    timeout_ms = raw.get("timeout_ms", int(defaults.DEFAULT_TIMEOUT_S * 1000))
+    _expect(
+        isinstance(timeout_ms, int) and not isinstance(timeout_ms, bool) and timeout_ms > 0,
+        f"{where}.timeout_ms", "a positive integer", timeout_ms,
+    )
+    workers = raw.get("workers", defaults.DEFAULT_WORKERS)
+    _expect(
+        isinstance(workers, int) and not isinstance(workers, bool) and workers > 0,
+        f"{where}.workers", "a positive integer", workers,
+    )
+    params = raw.get("params", {})
+    _expect(isinstance(params, dict), f"{where}.params", "an object", params)
+    for key in ("python_version", "source"):
+        _expect(isinstance(raw.get(key, ""), str), f"{where}.{key}", "a string", raw.get(key))
+    return PolicyEntry(
+        name=raw["name"],
+        version=raw["version"],
+        module=raw["module"],
+        python=raw["python"],
+        sys_path=tuple(sys_path),
+        python_version=raw.get("python_version", ""),
+        failure_mode=failure_mode,
+        timeout_ms=timeout_ms,
+        isolation=isolation,
+        workers=workers,
+        params=params,
+        source=raw.get("source", ""),
+    )
+
+
+def parse_registry(data: Any, origin: str = "policy-registry.json") -> list[PolicyEntry]:
+    """Validate decoded registry JSON and return its entries."""
+    _expect(isinstance(data, dict), origin, "a JSON object", type(data).__name__)
+    fmt = data.get("format")
+    _expect(fmt == defaults.REGISTRY_FORMAT, f"{origin}: format", repr(defaults.REGISTRY_FORMAT), fmt)
+    version = data.get("format_version")
+    if version != defaults.REGISTRY_FORMAT_VERSION:
+        raise RegistryError(
+            f"{origin}: format_version {version!r} is not supported "
+            f"(this executor reads version {defaults.REGISTRY_FORMAT_VERSION})"
+        )
+    policies = data.get("policies")
+    _expect(isinstance(policies, list), f"{origin}: policies", "a list", policies)
+    entries = [_entry(raw, f"{origin}: policies[{i}]") for i, raw in enumerate(policies)]
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.key in seen:
+            raise RegistryError(f"{origin}: policy {entry.key} is listed twice")
+        seen.add(entry.key)
+    return entries
+
+
+def load_registry(path: str | Path) -> list[PolicyEntry]:
+    """Read ``path`` and return its entries; raises :class:`RegistryError` with a one-line reason."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read the registry: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
+    return parse_registry(data, str(path))

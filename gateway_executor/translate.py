@@ -1,0 +1,455 @@
+"""Translation between the gRPC messages and the plain JSON-able dicts sent to workers.
+
+The worker shim turns these dicts into ``apip_sdk_core`` objects and its actions back into dicts;
+this module does the protobuf half. Bytes travel as latin-1 strings (lossless, one char per
+byte). Replies from a worker are untrusted: every conversion here raises ``ValueError`` /
+``TypeError`` on bad shapes, which the caller turns into an execution error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+from gateway_executor.proto import python_executor_pb2 as pb
+
+
+@dataclass(frozen=True)
+class PayloadKind:
+    """How one ``StreamRequest`` payload maps to a phase, a hook and a response field."""
+
+    payload: str
+    phase: int
+    wire_phase: str
+    response_field: str
+
+
+PAYLOADS: dict[str, PayloadKind] = {
+    k.payload: k
+    for k in (
+        PayloadKind("request_headers", pb.PHASE_REQUEST_HEADERS, "request_headers",
+                    "request_header_action"),
+        PayloadKind("request_body", pb.PHASE_REQUEST_BODY, "request_body", "request_action"),
+        PayloadKind("response_headers", pb.PHASE_RESPONSE_HEADERS, "response_headers",
+                    "response_header_action"),
+        PayloadKind("response_body", pb.PHASE_RESPONSE_BODY, "response_body", "response_action"),
+        PayloadKind("needs_more_request_data", pb.PHASE_NEEDS_MORE_REQUEST_DATA,
+                    "needs_more_request_data", "needs_more_decision"),
+        PayloadKind("request_chunk", pb.PHASE_REQUEST_BODY_CHUNK, "request_body_chunk",
+                    "streaming_request_action"),
+        PayloadKind("needs_more_response_data", pb.PHASE_NEEDS_MORE_RESPONSE_DATA,
+                    "needs_more_response_data", "needs_more_decision"),
+        PayloadKind("response_chunk", pb.PHASE_RESPONSE_BODY_CHUNK, "response_body_chunk",
+                    "streaming_response_action"),
+        PayloadKind("cancel_execution", pb.PHASE_CANCEL, "cancel", ""),
+    )
+}
+
+#: Which SDK action types each response payload accepts, and the oneof field for each.
+ACTION_FIELDS: dict[str, dict[str, str]] = {
+    "request_header_action": {
+        "UpstreamRequestHeaderModifications": "upstream_request_header_modifications",
+        "ImmediateResponse": "immediate_response",
+    },
+    "request_action": {
+        "UpstreamRequestModifications": "upstream_request_modifications",
+        "ImmediateResponse": "immediate_response",
+    },
+    "response_header_action": {
+        "DownstreamResponseHeaderModifications": "downstream_response_header_modifications",
+        "ImmediateResponse": "immediate_response",
+    },
+    "response_action": {
+        "DownstreamResponseModifications": "downstream_response_modifications",
+        "ImmediateResponse": "immediate_response",
+    },
+    "streaming_request_action": {"ForwardRequestChunk": "forward_request_chunk"},
+    "streaming_response_action": {
+        "ForwardResponseChunk": "forward_response_chunk",
+        "TerminateResponseChunk": "terminate_response_chunk",
+    },
+}
+
+
+# --------------------------------------------------------------------------------------------
+# protobuf -> plain values
+# --------------------------------------------------------------------------------------------
+def value_to_py(value: struct_pb2.Value) -> Any:
+    """Convert a ``google.protobuf.Value`` (numbers stay floats, as upstream)."""
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        return value.number_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [value_to_py(v) for v in value.list_value.values]
+    return None
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """Convert a ``google.protobuf.Struct`` to a dict."""
+    return {key: value_to_py(val) for key, val in struct.fields.items()}
+
+
+def dict_to_struct(data: dict[str, Any], out: struct_pb2.Struct | None = None) -> struct_pb2.Struct:
+    """Fill (or create) a Struct from a JSON-like dict; raises on non-JSON values."""
+    struct = struct_pb2.Struct() if out is None else out
+    if not isinstance(data, dict):
+        raise TypeError(f"expected an object, got {type(data).__name__}")
+    struct.update(data)
+    return struct
+
+
+def _latin1(data: bytes) -> str:
+    return data.decode("latin-1")
+
+
+def headers_to_wire(headers: pb.Headers) -> dict[str, list[str]]:
+    """``Headers`` -> ``{name: [values]}``."""
+    return {name: list(values.values) for name, values in headers.values.items()}
+
+
+def body_to_wire(body: pb.Body) -> dict[str, Any]:
+    """``Body`` -> wire dict."""
+    return {"content": _latin1(body.content), "eos": body.end_of_stream, "present": body.present}
+
+
+def _downstream(ctx: Any) -> dict[str, Any] | None:
+    if not ctx.HasField("downstream"):
+        return None
+    ds = ctx.downstream
+    if not ds.HasField("request"):
+        return {"request": None}
+    req = ds.request
+    return {
+        "request": {
+            "headers": headers_to_wire(req.headers) if req.HasField("headers") else None,
+            "path": req.path,
+            "method": req.method,
+            "authority": req.authority,
+            "scheme": req.scheme,
+        }
+    }
+
+
+def _upstream_request(ctx: Any) -> dict[str, Any] | None:
+    if not ctx.HasField("upstream"):
+        return None
+    up = ctx.upstream
+    return {"name": up.name, "url": up.url, "base_path": up.base_path}
+
+
+def _upstream_response(ctx: Any) -> dict[str, Any] | None:
+    if not ctx.HasField("upstream"):
+        return None
+    up = ctx.upstream
+    out: dict[str, Any] = {"name": up.name, "url": up.url, "base_path": up.base_path,
+                           "response": None}
+    if up.HasField("response"):
+        resp = up.response
+        out["response"] = {
+            "headers": headers_to_wire(resp.headers) if resp.HasField("headers") else None,
+            "status_code": resp.status_code,
+        }
+    return out
+
+
+def _request_side(ctx: Any, with_body: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "headers": headers_to_wire(ctx.headers),
+        "path": ctx.path,
+        "method": ctx.method,
+        "authority": ctx.authority,
+        "scheme": ctx.scheme,
+        "vhost": ctx.vhost,
+        "downstream": _downstream(ctx),
+        "upstream": _upstream_request(ctx),
+    }
+    if with_body:
+        out["body"] = body_to_wire(ctx.body) if ctx.HasField("body") else None
+    return out
+
+
+def _response_side(ctx: Any, with_body: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "request_headers": headers_to_wire(ctx.request_headers),
+        "request_body": body_to_wire(ctx.request_body) if ctx.HasField("request_body") else None,
+        "request_path": ctx.request_path,
+        "request_method": ctx.request_method,
+        "response_headers": headers_to_wire(ctx.response_headers),
+        "response_status": ctx.response_status,
+        "downstream": _downstream(ctx),
+        "upstream": _upstream_response(ctx),
+    }
+    if with_body:
+        out["response_body"] = (
+            body_to_wire(ctx.response_body) if ctx.HasField("response_body") else None
+        )
+    return out
+
+
+def auth_to_wire(auth: pb.AuthContext) -> dict[str, Any]:
+    """``AuthContext`` -> wire dict (recursive through ``previous``)."""
+    return {
+        "authenticated": auth.authenticated,
+        "authorized": auth.authorized,
+        "auth_type": auth.auth_type,
+        "subject": auth.subject,
+        "issuer": auth.issuer,
+        "audience": list(auth.audience),
+        "scopes": dict(auth.scopes),
+        "credential_id": auth.credential_id,
+        "properties": dict(auth.properties),
+        "previous": auth_to_wire(auth.previous) if auth.HasField("previous") else None,
+        "token_id": auth.token_id,
+        "typed_properties": struct_to_dict(auth.typed_properties),
+    }
+
+
+def shared_to_wire(shared: pb.SharedContext) -> dict[str, Any]:
+    """``SharedContext`` -> wire dict."""
+    return {
+        "project_id": shared.project_id,
+        "request_id": shared.request_id,
+        "metadata": struct_to_dict(shared.metadata),
+        "api_id": shared.api_id,
+        "api_name": shared.api_name,
+        "api_version": shared.api_version,
+        "api_kind": shared.api_kind,
+        "api_context": shared.api_context,
+        "operation_path": shared.operation_path,
+        "auth_context": auth_to_wire(shared.auth_context)
+        if shared.HasField("auth_context") else None,
+    }
+
+
+def metadata_to_wire(meta: pb.PolicyMetadata) -> dict[str, str]:
+    """``PolicyMetadata`` -> wire dict."""
+    return {
+        "route_name": meta.route_name,
+        "api_id": meta.api_id,
+        "api_name": meta.api_name,
+        "api_version": meta.api_version,
+        "attached_to": meta.attached_to,
+    }
+
+
+def request_to_wire(req: pb.StreamRequest, kind: PayloadKind) -> dict[str, Any]:
+    """Build the ``call`` frame body (without op/seq/iid) for one hook call."""
+    em = req.execution_metadata
+    deadline = None
+    if em.HasField("deadline") and (em.deadline.seconds or em.deadline.nanos):
+        deadline = [em.deadline.seconds, em.deadline.nanos]
+    trace = em.trace if em.HasField("trace") else None
+    msg: dict[str, Any] = {
+        "phase": kind.wire_phase,
+        "exec": {
+            "request_id": req.request_id,
+            "route_name": em.route_name,
+            "deadline": deadline,
+            "trace_id": (trace.trace_id or None) if trace is not None else None,
+            "span_id": (trace.span_id or None) if trace is not None else None,
+            "policy_name": req.policy_name,
+            "policy_version": req.policy_version,
+        },
+        "params": struct_to_dict(req.params),
+        "shared": shared_to_wire(req.shared_context),
+    }
+    payload = getattr(req, kind.payload)
+    name = kind.payload
+    if name == "request_headers":
+        msg["ctx"] = _request_side(payload.context, with_body=False)
+    elif name == "request_body":
+        msg["ctx"] = _request_side(payload.context, with_body=True)
+    elif name == "response_headers":
+        msg["ctx"] = _response_side(payload.context, with_body=False)
+    elif name == "response_body":
+        msg["ctx"] = _response_side(payload.context, with_body=True)
+    elif name in ("needs_more_request_data", "needs_more_response_data"):
+        msg["accumulated"] = _latin1(payload.accumulated)
+    elif name == "request_chunk":
+        msg["ctx"] = _request_side(payload.context, with_body=False)
+        msg["chunk"] = _chunk(payload.chunk)
+    elif name == "response_chunk":
+        msg["ctx"] = _response_side(payload.context, with_body=False)
+        msg["chunk"] = _chunk(payload.chunk)
+    return msg
+
+
+def _chunk(chunk: pb.StreamBody) -> dict[str, Any]:
+    return {"chunk": _latin1(chunk.chunk), "eos": chunk.end_of_stream, "index": chunk.index}
+
+
+# --------------------------------------------------------------------------------------------
+# plain values (from a worker) -> protobuf
+# --------------------------------------------------------------------------------------------
+def _bytes(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError(f"expected bytes, got {type(value).__name__}")
+    return value.encode("latin-1")
+
+
+def _str_map(target: Any, value: Any, field: str) -> None:
+    if not isinstance(value, dict):
+        raise TypeError(f"{field}: expected a dict, got {type(value).__name__}")
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise TypeError(f"{field}[{k!r}]: expected str, got {type(v).__name__}")
+        target[k] = v
+
+
+def _str_list(target: Any, value: Any, field: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{field}: expected a list of str")
+    target.extend(value)
+
+
+def _wrapper(target: Any, value: Any, kind: type, field: str) -> None:
+    if value is None:
+        return
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"{field}: expected int, got {type(value).__name__}")
+    if kind is str and not isinstance(value, str):
+        raise TypeError(f"{field}: expected str, got {type(value).__name__}")
+    sub = getattr(target, field)
+    sub.SetInParent()
+    sub.value = _bytes(value) if kind is bytes else value
+
+
+def _drop_filter(target: Any, value: Any) -> None:
+    if value is None:
+        return
+    headers = value.get("headers") or []
+    if not headers:
+        return
+    action = str(value.get("action", "")).lower()
+    enum = {"allow": pb.DROP_HEADER_ACTION_TYPE_ALLOW, "deny": pb.DROP_HEADER_ACTION_TYPE_DENY}
+    if action not in enum:
+        raise ValueError(f"analytics_header_filter.action must be allow or deny, got {action!r}")
+    target.analytics_header_filter.action = enum[action]
+    _str_list(target.analytics_header_filter.headers, headers, "analytics_header_filter.headers")
+
+
+def _fill_action(msg: Any, action: dict[str, Any]) -> None:
+    fields = msg.DESCRIPTOR.fields_by_name
+    for name, value in action.items():
+        if name == "t" or name not in fields:
+            continue  # SDK fields the wire contract cannot carry are dropped
+        if name == "body":
+            _wrapper(msg, value, bytes, name)
+        elif name == "status_code":
+            if fields[name].message_type is not None:
+                _wrapper(msg, value, int, name)
+            else:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"status_code: expected int, got {type(value).__name__}")
+                msg.status_code = value
+        elif name in ("upstream_name", "path", "host", "method"):
+            _wrapper(msg, value, str, name)
+        elif name in ("headers_to_set", "headers"):
+            _str_map(getattr(msg, name), value, name)
+        elif name in ("headers_to_remove", "query_parameters_to_remove"):
+            _str_list(getattr(msg, name), value, name)
+        elif name == "query_parameters_to_add":
+            if not isinstance(value, dict):
+                raise TypeError("query_parameters_to_add: expected a dict")
+            for key, vals in value.items():
+                _str_list(msg.query_parameters_to_add[key].values, vals,
+                          f"query_parameters_to_add[{key!r}]")
+        elif name == "analytics_metadata":
+            if value:
+                dict_to_struct(value, msg.analytics_metadata)
+        elif name == "dynamic_metadata":
+            if not isinstance(value, dict):
+                raise TypeError("dynamic_metadata: expected a dict")
+            for key, data in value.items():
+                dict_to_struct(data, msg.dynamic_metadata[key])
+        elif name == "analytics_header_filter":
+            _drop_filter(msg, value)
+
+
+def response_from_worker(
+    request_id: str, kind: PayloadKind, reply: dict[str, Any]
+) -> pb.StreamResponse:
+    """Build the ``StreamResponse`` for a successful worker reply."""
+    resp = pb.StreamResponse(request_id=request_id)
+    field = kind.response_field
+    if field == "needs_more_decision":
+        needs = reply.get("needs_more")
+        if not isinstance(needs, bool):
+            raise TypeError("needs_more: expected bool")
+        resp.needs_more_decision.needs_more = needs
+        return resp
+    metadata = reply.get("metadata")
+    if metadata is not None:
+        resp.updated_metadata.SetInParent()
+        dict_to_struct(metadata, resp.updated_metadata)
+    payload = getattr(resp, field)
+    payload.SetInParent()
+    action = reply.get("action")
+    if action is not None:
+        if not isinstance(action, dict):
+            raise TypeError("action: expected an object")
+        oneof = ACTION_FIELDS[field].get(action.get("t", ""))
+        if oneof is None:
+            raise TypeError(f"{action.get('t')!r} is not a valid action for {kind.wire_phase}")
+        target = getattr(payload, oneof)
+        target.SetInParent()
+        _fill_action(target, action)
+    return resp
+
+
+def passthrough_response(request_id: str, kind: PayloadKind) -> pb.StreamResponse:
+    """The ``skip`` failure-mode answer: no action, so the request passes unchanged."""
+    resp = pb.StreamResponse(request_id=request_id)
+    if kind.response_field == "needs_more_decision":
+        resp.needs_more_decision.needs_more = False
+    else:
+        getattr(resp, kind.response_field).SetInParent()
+    return resp
+
+
+def error_response(
+    request_id: str, message: str, error_type: str, policy_name: str = "", policy_version: str = ""
+) -> pb.StreamResponse:
+    """A ``StreamResponse`` carrying an ``ExecutionError``."""
+    return pb.StreamResponse(
+        request_id=request_id,
+        error=pb.ExecutionError(
+            message=message,
+            policy_name=policy_name,
+            policy_version=policy_version,
+            error_type=error_type,
+        ),
+    )
+
+
+_HEADER_MODES = {"SKIP": pb.HEADER_PROCESSING_MODE_SKIP, "PROCESS": pb.HEADER_PROCESSING_MODE_PROCESS}
+_BODY_MODES = {
+    "SKIP": pb.BODY_PROCESSING_MODE_SKIP,
+    "BUFFER": pb.BODY_PROCESSING_MODE_BUFFER,
+    "STREAM": pb.BODY_PROCESSING_MODE_STREAM,
+}
+
+
+def processing_mode(mode: dict[str, str]) -> pb.ProcessingMode:
+    """Wire mode dict (enum names) -> ``ProcessingMode``."""
+    return pb.ProcessingMode(
+        request_header_mode=_HEADER_MODES[mode["request_header_mode"]],
+        request_body_mode=_BODY_MODES[mode["request_body_mode"]],
+        response_header_mode=_HEADER_MODES[mode["response_header_mode"]],
+        response_body_mode=_BODY_MODES[mode["response_body_mode"]],
+    )
+
+
+def capabilities(caps: dict[str, bool]) -> pb.PolicyCapabilities:
+    """Wire capabilities dict -> ``PolicyCapabilities``."""
+    return pb.PolicyCapabilities(**{k: bool(caps.get(k)) for k in (
+        "request_headers", "request_body", "response_headers", "response_body",
+        "streaming_request", "streaming_response")})

@@ -1,0 +1,324 @@
+"""One worker process: spawn it with the policy's interpreter, talk framed JSON to it, kill it.
+
+Frames are a 4-byte big-endian length followed by UTF-8 JSON. Replies are decoded with
+``json.loads`` only, so a compromised policy process cannot run code in the executor; a frame
+larger than :data:`defaults.MAX_WORKER_FRAME`, trailing bytes or undecodable JSON are protocol
+errors and the worker is killed.
+
+All processes are started from one long-lived thread (:class:`Spawner`): Linux delivers
+``PR_SET_PDEATHSIG`` when the *thread* that forked a child exits, so spawning from short-lived
+threads would kill workers at random.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from gateway_executor import defaults
+from gateway_executor.registry import PolicyEntry
+
+log = logging.getLogger("gateway_executor.worker")
+
+SHIM_PATH = Path(__file__).resolve().parent / "worker_shim.py"
+_HEADER = struct.Struct(">I")
+_SEQ = struct.Struct(">Q")
+
+
+class WorkerError(Exception):
+    """Base class for worker failures."""
+
+
+class WorkerDied(WorkerError):
+    """The worker exited or closed its socket (crash, ``os._exit``, OOM kill)."""
+
+
+class WorkerTimeout(WorkerError):
+    """The worker did not answer in time."""
+
+
+class WorkerProtocolError(WorkerError):
+    """The worker sent something that is not a valid frame."""
+
+
+def encode(obj: Any) -> bytes:
+    """Serialize one frame."""
+    data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _HEADER.pack(len(data)) + data
+
+
+class Spawner:
+    """Starts every worker process from one dedicated, long-lived thread."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="worker-spawner", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, fut = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # handed to the caller
+                fut.set_exception(exc)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the spawner thread and return its result."""
+        fut: Future[Any] = Future()
+        self._jobs.put((fn, fut))
+        return fut.result()
+
+    def stop(self) -> None:
+        """Let the spawner thread end (only after every worker is gone)."""
+        self._jobs.put(None)
+
+
+class WorkerProcess:
+    """A running worker: the process, its socket and its cancellation pipe."""
+
+    def __init__(self, entry: PolicyEntry, proc: subprocess.Popen[bytes], sock: socket.socket,
+                 control_w: int | None) -> None:
+        self.entry = entry
+        self.proc = proc
+        self.pid = proc.pid
+        self.sock = sock
+        self._control_w = control_w
+        self._seq = 0
+        self.dead = False
+        #: Policy instances this process has created (lazily, on first call).
+        self.known: set[str] = set()
+        #: Instances destroyed since this worker last ran; closed before its next call.
+        self.pending_drop: list[str] = []
+        self.python_version = ""
+        self.distributions: dict[str, str] = {}
+
+    @classmethod
+    def spawn(cls, entry: PolicyEntry, spawner: Spawner, control: bool = True) -> WorkerProcess:
+        """Start a worker for ``entry`` (from the spawner thread)."""
+        return spawner.call(lambda: cls._spawn(entry, control))
+
+    @classmethod
+    def _spawn(cls, entry: PolicyEntry, control: bool) -> WorkerProcess:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ctrl_r = ctrl_w = None
+        if control:
+            ctrl_r, ctrl_w = os.pipe()
+            os.set_blocking(ctrl_w, False)
+        args = [entry.python, "-I", "-u", str(SHIM_PATH), "--fd", str(child.fileno()),
+                "--parent-pid", str(os.getpid())]
+        fds: tuple[int, ...] = (child.fileno(),)
+        if ctrl_r is not None:
+            args += ["--control-fd", str(ctrl_r)]
+            fds += (ctrl_r,)
+        try:
+            proc = subprocess.Popen(args, pass_fds=fds, stdin=subprocess.DEVNULL, close_fds=True)
+        except OSError as exc:
+            parent.close()
+            for fd in (ctrl_r, ctrl_w):
+                if fd is not None:
+                    os.close(fd)
+            raise WorkerDied(f"cannot start {entry.python}: {exc.strerror or exc}") from exc
+        finally:
+            child.close()
+        if ctrl_r is not None:
+            os.close(ctrl_r)
+        return cls(entry, proc, parent, ctrl_w)
+
+    # ---- request / reply -----------------------------------------------------------------
+    def next_seq(self) -> int:
+        """A fresh call sequence number (used for cancellation)."""
+        self._seq += 1
+        return self._seq
+
+    def request(self, msg: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        """Send one frame and wait for its reply."""
+        self.send(msg)
+        return self.receive(timeout)
+
+    def send(self, msg: dict[str, Any]) -> None:
+        """Send one frame (the reply is read with :meth:`receive`)."""
+        if self.dead:
+            raise WorkerDied("worker already stopped")
+        try:
+            self.sock.settimeout(None)
+            self.sock.sendall(encode(msg))
+        except OSError as exc:
+            raise WorkerDied(f"connection lost: {exc}") from exc
+
+    def receive(self, timeout: float | None) -> dict[str, Any]:
+        """Read one reply frame within ``timeout`` seconds."""
+        if self.dead:
+            raise WorkerDied("worker already stopped")
+        sock = self.sock
+        try:
+            sock.settimeout(timeout)
+            return self._read(sock, timeout)
+        except TimeoutError as exc:
+            raise WorkerTimeout("no reply in time") from exc
+        except OSError as exc:
+            raise WorkerDied(f"connection lost: {exc}") from exc
+
+    def start_message(self, check: bool, report: bool) -> dict[str, Any]:
+        """The ``start`` frame for this worker's policy."""
+        e = self.entry
+        return {
+            "op": "start",
+            "policy": e.name,
+            "version": e.version,
+            "module": e.module,
+            "sys_path": list(e.sys_path),
+            "params": e.params,
+            "check": check,
+            "report": report,
+        }
+
+    def note_start(self, reply: dict[str, Any]) -> None:
+        """Remember what the worker reported at start-up."""
+        self.python_version = str(reply.get("python", ""))
+        dists = reply.get("distributions")
+        if isinstance(dists, dict):
+            self.distributions = {str(k): str(v) for k, v in dists.items()}
+
+    def _read(self, sock: socket.socket, timeout: float | None) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        buf = sock.recv(65536)
+        while len(buf) < 4:
+            if not buf:
+                raise WorkerDied("worker closed the connection")
+            more = self._recv_more(sock, deadline)
+            if not more:
+                raise WorkerDied("worker closed the connection")
+            buf += more
+        (size,) = _HEADER.unpack_from(buf)
+        if size > defaults.MAX_WORKER_FRAME:
+            raise WorkerProtocolError(f"frame of {size} bytes exceeds the limit")
+        need = size + 4
+        if len(buf) < need:
+            parts = [buf]
+            have = len(buf)
+            while have < need:
+                more = self._recv_more(sock, deadline, min(need - have, 1 << 20))
+                if not more:
+                    raise WorkerDied("worker closed the connection mid-frame")
+                parts.append(more)
+                have += len(more)
+            buf = b"".join(parts)
+        if len(buf) != need:
+            raise WorkerProtocolError("trailing bytes after a frame")
+        try:
+            reply = json.loads(memoryview(buf)[4:].tobytes())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WorkerProtocolError(f"undecodable frame: {exc}") from exc
+        if not isinstance(reply, dict):
+            raise WorkerProtocolError("frame is not an object")
+        return reply
+
+    @staticmethod
+    def _recv_more(sock: socket.socket, deadline: float | None, size: int = 65536) -> bytes:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out")
+            sock.settimeout(left)
+        return sock.recv(size)
+
+    def cancel(self, seq: int) -> None:
+        """Tell the running call ``seq`` that it is cancelled (``is_cancelled()``)."""
+        if self._control_w is None or self.dead:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._control_w, _SEQ.pack(seq))
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def start(self, check: bool, report: bool, timeout: float) -> dict[str, Any]:
+        """Import the policy (and run the start-up check); returns the worker's reply."""
+        reply = self.request(self.start_message(check, report), timeout)
+        self.note_start(reply)
+        return reply
+
+    def kill(self) -> None:
+        """SIGKILL the process and release its descriptors (idempotent)."""
+        if self.dead:
+            return
+        self.dead = True
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGKILL)
+        self._close_fds()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
+            log.error("worker pid %d did not die after SIGKILL", self.pid)
+
+    def stop(self, timeout: float) -> None:
+        """Ask the worker to close its instances and exit; kill it if it does not."""
+        if self.dead:
+            return
+        try:
+            self.request({"op": "exit"}, timeout)
+            self.proc.wait(timeout=timeout)
+            self.dead = True
+            self._close_fds()
+        except (WorkerError, subprocess.TimeoutExpired):
+            self.kill()
+
+    def _close_fds(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        if self._control_w is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._control_w)
+            self._control_w = None
+
+    def exit_description(self) -> str:
+        """Human-readable exit status (after the process ended)."""
+        code = self.proc.poll()
+        if code is None:
+            try:
+                code = self.proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                return "still running"
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+
+def executable_exists(path: str) -> bool:
+    """True if ``path`` is an executable file."""
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+__all__ = [
+    "SHIM_PATH",
+    "Spawner",
+    "WorkerDied",
+    "WorkerError",
+    "WorkerProcess",
+    "WorkerProtocolError",
+    "WorkerTimeout",
+    "encode",
+    "executable_exists",
+]

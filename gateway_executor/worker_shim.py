@@ -1,0 +1,583 @@
+#!/usr/bin/env python3
+"""Worker shim: runs ONE Python policy inside that policy's own virtualenv.
+
+The executor starts this file as a script with the policy venv's interpreter::
+
+    <venv>/bin/python worker_shim.py --fd N --control-fd M --parent-pid P
+
+It uses only the standard library and ``apip_sdk_core`` and runs on Python 3.10-3.13, so it needs
+nothing else from the executor. It talks to the executor over the inherited socket ``--fd`` with
+length-prefixed JSON frames (4-byte big-endian length, then UTF-8 JSON). Bytes travel as JSON
+strings decoded as latin-1 (one char per byte, lossless). Nothing executable ever crosses the
+socket in either direction.
+
+Conversation (executor -> worker, one reply per frame, strictly in order):
+
+* ``start``: prepend ``sys_path``, import ``module`` once, optionally call ``get_policy`` with the
+  registry params and check that ``mode()`` matches the implemented interfaces; reply with the
+  Python version and (if asked) the venv's installed distributions.
+* ``init`` / ``call`` / ``destroy`` / ``exit``: create a policy instance, run one hook, close
+  instances, leave.
+
+``--control-fd`` is a non-blocking pipe on which the executor writes 8-byte sequence numbers of
+cancelled calls; ``ExecutionContext.is_cancelled()`` polls it. The shim dies with its parent
+(``PR_SET_PDEATHSIG``) and exits on EOF, so no worker outlives the executor.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import signal
+import socket
+import struct
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+_HEADER = struct.Struct(">I")
+_SEQ = struct.Struct(">Q")
+#: Largest frame accepted from the executor (bodies are bounded by gRPC's limits anyway).
+MAX_FRAME = 256 * 1024 * 1024
+
+PHASE_HOOKS = {
+    "request_headers": "on_request_headers",
+    "request_body": "on_request_body",
+    "response_headers": "on_response_headers",
+    "response_body": "on_response_body",
+    "needs_more_request_data": "needs_more_request_data",
+    "request_body_chunk": "on_request_body_chunk",
+    "needs_more_response_data": "needs_more_response_data",
+    "response_body_chunk": "on_response_body_chunk",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# framing
+# --------------------------------------------------------------------------------------------
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:], size - got)
+        if n == 0:
+            return None
+        got += n
+    return bytes(buf)
+
+
+def read_frame(sock: socket.socket) -> Any:
+    """Read one frame and decode it; ``None`` on a clean EOF."""
+    head = _recv_exact(sock, 4)
+    if head is None:
+        return None
+    (size,) = _HEADER.unpack(head)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes exceeds the limit")
+    body = _recv_exact(sock, size) if size else b""
+    if body is None:
+        return None
+    return json.loads(body)
+
+
+def encode_frame(obj: Any) -> bytes:
+    """Serialize ``obj`` as one frame."""
+    data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    return _HEADER.pack(len(data)) + data
+
+
+def _b2s(data: bytes | bytearray | memoryview | None) -> str | None:
+    return None if data is None else bytes(data).decode("latin-1")
+
+
+def _s2b(text: str | None) -> bytes | None:
+    return None if text is None else text.encode("latin-1")
+
+
+# --------------------------------------------------------------------------------------------
+# process hygiene
+# --------------------------------------------------------------------------------------------
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL us when the executor goes away (Linux), then re-check."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        except Exception:  # the EOF check still ends us when the executor dies
+            pass
+    if parent_pid and os.getppid() != parent_pid:
+        os._exit(3)
+
+
+def _distributions() -> dict[str, str]:
+    from importlib import metadata
+
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        try:
+            name = dist.metadata["Name"]
+        except Exception:
+            name = None
+        if name:
+            found.setdefault(str(name), str(dist.version))
+    return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
+
+
+# --------------------------------------------------------------------------------------------
+# protocol state
+# --------------------------------------------------------------------------------------------
+class Shim:
+    """Holds the imported policy module, the SDK and the live policy instances."""
+
+    def __init__(self, control_fd: int | None) -> None:
+        self.sdk: Any = None
+        self.get_policy: Callable[..., Any] | None = None
+        self.instances: dict[str, Any] = {}
+        self.policy_name = ""
+        self.policy_version = ""
+        self._control_fd = control_fd
+        self._cancelled: set[int] = set()
+        self._current_seq = -1
+        self._fields: dict[type, frozenset[str]] = {}
+
+    # ---- SDK helpers ---------------------------------------------------------------------
+    def _make(self, cls: type, **kwargs: Any) -> Any:
+        """Build an SDK dataclass with only the fields this SDK version has."""
+        names = self._fields.get(cls)
+        if names is None:
+            names = frozenset(getattr(cls, "__dataclass_fields__", {}))
+            self._fields[cls] = names
+        return cls(**{k: v for k, v in kwargs.items() if k in names})
+
+    def _headers(self, raw: dict[str, list[str]] | None) -> Any:
+        return self.sdk.Headers(raw or {})
+
+    def _body(self, raw: dict[str, Any] | None) -> Any:
+        if raw is None:
+            return None
+        return self.sdk.Body(
+            content=_s2b(raw.get("content")),
+            end_of_stream=bool(raw.get("eos")),
+            present=bool(raw.get("present")),
+        )
+
+    def _downstream(self, raw: dict[str, Any] | None) -> Any:
+        cls = getattr(self.sdk, "DownstreamContext", None)
+        if raw is None or cls is None:
+            return None
+        req = raw.get("request")
+        request = None
+        if req is not None:
+            hdrs = req.get("headers")
+            request = self._make(
+                self.sdk.DownstreamRequest,
+                headers=None if hdrs is None else self._headers(hdrs),
+                path=req.get("path", ""),
+                method=req.get("method", ""),
+                authority=req.get("authority", ""),
+                scheme=req.get("scheme", ""),
+            )
+        return self._make(cls, request=request)
+
+    def _upstream(self, raw: dict[str, Any] | None, response_phase: bool) -> Any:
+        name = "UpstreamResponseContext" if response_phase else "UpstreamRequestContext"
+        cls = getattr(self.sdk, name, None)
+        if raw is None or cls is None:
+            return None
+        kwargs: dict[str, Any] = {
+            "name": raw.get("name", ""),
+            "url": raw.get("url", ""),
+            "base_path": raw.get("base_path", ""),
+        }
+        if response_phase:
+            resp = raw.get("response")
+            if resp is not None:
+                hdrs = resp.get("headers")
+                kwargs["response"] = self._make(
+                    self.sdk.UpstreamResponse,
+                    headers=None if hdrs is None else self._headers(hdrs),
+                    status_code=int(resp.get("status_code", 0)),
+                )
+        return self._make(cls, **kwargs)
+
+    def _auth(self, raw: dict[str, Any] | None) -> Any:
+        if raw is None:
+            return None
+        return self._make(
+            self.sdk.AuthContext,
+            authenticated=bool(raw.get("authenticated")),
+            authorized=bool(raw.get("authorized")),
+            auth_type=raw.get("auth_type", ""),
+            subject=raw.get("subject", ""),
+            issuer=raw.get("issuer", ""),
+            audience=list(raw.get("audience") or []),
+            scopes=dict(raw.get("scopes") or {}),
+            credential_id=raw.get("credential_id", ""),
+            properties=dict(raw.get("properties") or {}),
+            previous=self._auth(raw.get("previous")),
+            token_id=raw.get("token_id", ""),
+            typed_properties=dict(raw.get("typed_properties") or {}),
+        )
+
+    def _shared(self, raw: dict[str, Any]) -> Any:
+        return self._make(
+            self.sdk.SharedContext,
+            project_id=raw.get("project_id", ""),
+            request_id=raw.get("request_id", ""),
+            metadata=raw.get("metadata") or {},
+            api_id=raw.get("api_id", ""),
+            api_name=raw.get("api_name", ""),
+            api_version=raw.get("api_version", ""),
+            api_kind=raw.get("api_kind", ""),
+            api_context=raw.get("api_context", ""),
+            operation_path=raw.get("operation_path", ""),
+            auth_context=self._auth(raw.get("auth_context")),
+        )
+
+    def _context(self, phase: str, raw: dict[str, Any], shared: Any) -> Any:
+        sdk = self.sdk
+        response_phase = phase.startswith("response")
+        cls = {
+            "request_headers": sdk.RequestHeaderContext,
+            "request_body": sdk.RequestContext,
+            "response_headers": sdk.ResponseHeaderContext,
+            "response_body": sdk.ResponseContext,
+            "request_body_chunk": sdk.RequestStreamContext,
+            "response_body_chunk": sdk.ResponseStreamContext,
+        }[phase]
+        kwargs: dict[str, Any] = {"shared": shared}
+        for key, value in raw.items():
+            if key.endswith("headers"):
+                kwargs[key] = self._headers(value)
+            elif key.endswith("body"):
+                kwargs[key] = self._body(value)
+            elif key == "downstream":
+                kwargs[key] = self._downstream(value)
+            elif key == "upstream":
+                kwargs[key] = self._upstream(value, response_phase)
+            else:
+                kwargs[key] = value
+        return self._make(cls, **kwargs)
+
+    def _metadata(self, raw: dict[str, Any] | None) -> Any:
+        raw = raw or {}
+        return self._make(
+            self.sdk.PolicyMetadata,
+            route_name=raw.get("route_name", ""),
+            api_id=raw.get("api_id", ""),
+            api_name=raw.get("api_name", ""),
+            api_version=raw.get("api_version", ""),
+            attached_to=raw.get("attached_to", ""),
+        )
+
+    # ---- mode contract -------------------------------------------------------------------
+    def check_mode(self, policy: Any) -> tuple[dict[str, str], dict[str, bool]]:
+        """Validate ``policy.mode()`` against the interfaces; return (mode, capabilities)."""
+        sdk = self.sdk
+        if not isinstance(policy, sdk.Policy):
+            raise TypeError(
+                f"get_policy returned {type(policy).__name__}, not an apip_sdk_core Policy"
+            )
+        mode = policy.mode()
+        if not isinstance(mode, sdk.ProcessingMode):
+            raise TypeError(f"mode() returned {type(mode).__name__}, not ProcessingMode")
+        problems = []
+        spec = (
+            ("request_header_mode", sdk.HeaderProcessingMode, sdk.RequestHeaderPolicy,
+             sdk.RequestHeaderPolicy),
+            ("request_body_mode", sdk.BodyProcessingMode, sdk.RequestPolicy,
+             sdk.StreamingRequestPolicy),
+            ("response_header_mode", sdk.HeaderProcessingMode, sdk.ResponseHeaderPolicy,
+             sdk.ResponseHeaderPolicy),
+            ("response_body_mode", sdk.BodyProcessingMode, sdk.ResponsePolicy,
+             sdk.StreamingResponsePolicy),
+        )
+        wire: dict[str, str] = {}
+        for field, enum, buffered, streaming in spec:
+            value = getattr(mode, field)
+            if not isinstance(value, enum):
+                raise TypeError(f"mode().{field} is {value!r}, not a {enum.__name__}")
+            wire[field] = value.name
+            if value.name == "PROCESS" and not isinstance(policy, buffered):
+                problems.append(f"{field}=PROCESS but the policy is not a {buffered.__name__}")
+            elif value.name == "BUFFER" and not isinstance(policy, buffered):
+                problems.append(f"{field}=BUFFER but the policy is not a {buffered.__name__}")
+            elif value.name == "STREAM" and not isinstance(policy, streaming):
+                problems.append(f"{field}=STREAM but the policy is not a {streaming.__name__}")
+        if problems:
+            raise ValueError("mode() does not match the implemented interfaces: " + "; ".join(problems))
+        caps = {
+            "request_headers": isinstance(policy, sdk.RequestHeaderPolicy),
+            "request_body": isinstance(policy, sdk.RequestPolicy),
+            "response_headers": isinstance(policy, sdk.ResponseHeaderPolicy),
+            "response_body": isinstance(policy, sdk.ResponsePolicy),
+            "streaming_request": isinstance(policy, sdk.StreamingRequestPolicy),
+            "streaming_response": isinstance(policy, sdk.StreamingResponsePolicy),
+        }
+        return wire, caps
+
+    # ---- actions -------------------------------------------------------------------------
+    def _drop_filter(self, value: Any) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        return {"action": str(value.action), "headers": [str(h) for h in value.headers]}
+
+    def action_to_wire(self, phase: str, action: Any) -> dict[str, Any] | None:
+        """Turn an SDK action into a wire dict, checking it is allowed for ``phase``."""
+        if action is None:
+            return None
+        sdk = self.sdk
+        allowed = {
+            "request_headers": (sdk.UpstreamRequestHeaderModifications, sdk.ImmediateResponse),
+            "request_body": (sdk.UpstreamRequestModifications, sdk.ImmediateResponse),
+            "response_headers": (sdk.DownstreamResponseHeaderModifications, sdk.ImmediateResponse),
+            "response_body": (sdk.DownstreamResponseModifications, sdk.ImmediateResponse),
+            "request_body_chunk": (sdk.ForwardRequestChunk,),
+            "response_body_chunk": (sdk.ForwardResponseChunk, sdk.TerminateResponseChunk),
+        }[phase]
+        kind = next((cls for cls in allowed if isinstance(action, cls)), None)
+        if kind is None:
+            names = " | ".join(cls.__name__ for cls in allowed)
+            raise TypeError(
+                f"{PHASE_HOOKS[phase]} returned {type(action).__name__}; expected {names} or None"
+            )
+        out: dict[str, Any] = {"t": kind.__name__}
+        for name in getattr(kind, "__dataclass_fields__", {}):
+            value = getattr(action, name)
+            if name == "body":
+                out[name] = _b2s(value)
+            elif name == "analytics_header_filter":
+                out[name] = self._drop_filter(value)
+            elif name in ("is_fault", "fault"):
+                continue  # not carried by the wire contract
+            else:
+                out[name] = value
+        return out
+
+    # ---- operations ----------------------------------------------------------------------
+    def start(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Import the policy module and run the start-up check."""
+        self.policy_name = msg.get("policy", "")
+        self.policy_version = msg.get("version", "")
+        for entry in reversed(msg.get("sys_path") or []):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        reply: dict[str, Any] = {
+            "ok": True,
+            "python": platform.python_version(),
+            "executable": sys.executable,
+        }
+        if msg.get("report"):
+            reply["distributions"] = _distributions()
+        stage = "import apip_sdk_core"
+        try:
+            self.sdk = importlib.import_module("apip_sdk_core")
+            stage = f"import {msg['module']}"
+            module = importlib.import_module(msg["module"])
+            stage = "get_policy"
+            factory = getattr(module, "get_policy", None)
+            if not callable(factory):
+                raise AttributeError(f"module {msg['module']} has no callable get_policy")
+            self.get_policy = factory
+            if msg.get("check", True):
+                policy = factory(self._metadata({}), msg.get("params") or {})
+                stage = "mode check"
+                reply["mode"], reply["capabilities"] = self.check_mode(policy)
+                _close_quietly(policy)
+        except BaseException as exc:
+            traceback.print_exc(file=sys.stderr)
+            reply.update(ok=False, stage=stage, error=f"{stage}: {type(exc).__name__}: {exc}")
+        return reply
+
+    def init(self, iid: str, raw: dict[str, Any]) -> dict[str, Any]:
+        """Create (or replace) the instance ``iid`` via ``get_policy``."""
+        if self.get_policy is None:
+            raise RuntimeError("worker not started")
+        policy = self.get_policy(self._metadata(raw.get("metadata")), raw.get("params") or {})
+        mode, caps = self.check_mode(policy)
+        old = self.instances.pop(iid, None)
+        if old is not None:
+            _close_quietly(old)
+        self.instances[iid] = policy
+        return {"mode": mode, "capabilities": caps}
+
+    def destroy(self, iids: list[str]) -> None:
+        """Close and forget instances."""
+        for iid in iids:
+            policy = self.instances.pop(iid, None)
+            if policy is not None:
+                _close_quietly(policy)
+
+    def is_cancelled(self) -> bool:
+        """Poll the control pipe for cancellations of the running call."""
+        fd = self._control_fd
+        if fd is not None:
+            while True:
+                try:
+                    data = os.read(fd, 4096)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    self._control_fd = None
+                    break
+                if not data:
+                    self._control_fd = None
+                    break
+                for i in range(0, len(data) - len(data) % 8, 8):
+                    self._cancelled.add(_SEQ.unpack_from(data, i)[0])
+        return self._current_seq in self._cancelled
+
+    def call(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Run one hook and return the wire reply."""
+        seq = int(msg.get("seq", 0))
+        self._current_seq = seq
+        if self._cancelled:
+            self.is_cancelled()
+            self._cancelled = {s for s in self._cancelled if s >= seq}
+        iid = msg["iid"]
+        if "init" in msg:
+            self.init(iid, msg["init"])
+        policy = self.instances.get(iid)
+        if policy is None:
+            raise LookupError(f"no policy instance {iid}")
+        phase = msg["phase"]
+        hook_name = PHASE_HOOKS.get(phase)
+        if hook_name is None:
+            raise ValueError(f"unknown phase {phase!r}")
+        hook = getattr(policy, hook_name, None)
+        if hook is None:
+            raise TypeError(f"policy {type(policy).__name__} does not implement {hook_name}")
+        sdk = self.sdk
+        if phase.startswith("needs_more"):
+            decision = hook(_s2b(msg.get("accumulated")) or b"")
+            return {"needs_more": bool(decision)}
+        ex = msg.get("exec") or {}
+        deadline = ex.get("deadline")
+        execution_ctx = self._make(
+            sdk.ExecutionContext,
+            request_id=ex.get("request_id", ""),
+            phase=sdk.ExecutionPhase(phase),
+            deadline=_deadline(deadline),
+            route_name=ex.get("route_name", ""),
+            policy_name=ex.get("policy_name", ""),
+            policy_version=ex.get("policy_version", ""),
+            trace_id=ex.get("trace_id"),
+            span_id=ex.get("span_id"),
+            _is_cancelled=self.is_cancelled,
+        )
+        shared = self._shared(msg.get("shared") or {})
+        ctx = self._context(phase, msg.get("ctx") or {}, shared)
+        params = msg.get("params") or {}
+        if phase.endswith("chunk"):
+            raw = msg.get("chunk") or {}
+            chunk = sdk.StreamBody(
+                chunk=_s2b(raw.get("chunk")) or b"",
+                end_of_stream=bool(raw.get("eos")),
+                index=int(raw.get("index", 0)),
+            )
+            action = hook(execution_ctx, ctx, chunk, params)
+        else:
+            action = hook(execution_ctx, ctx, params)
+        return {"action": self.action_to_wire(phase, action), "metadata": ctx.shared.metadata}
+
+
+def _deadline(raw: list[int] | None) -> datetime | None:
+    if not raw:
+        return None
+    seconds, nanos = raw
+    return datetime.fromtimestamp(seconds, tz=timezone.utc) + timedelta(microseconds=nanos // 1000)
+
+
+def _close_quietly(policy: Any) -> None:
+    close = getattr(policy, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def serve(sock: socket.socket, shim: Shim) -> int:
+    """Answer frames until EOF or ``exit``; returns the process exit code."""
+    send = sock.sendall
+    while True:
+        msg = read_frame(sock)
+        if msg is None:
+            shim.destroy(list(shim.instances))
+            return 0
+        op = msg.get("op")
+        reply: dict[str, Any]
+        try:
+            if op == "call":
+                if "drop" in msg:
+                    shim.destroy(msg["drop"])
+                reply = shim.call(msg)
+                reply["ok"] = True
+            elif op == "start":
+                reply = shim.start(msg)
+            elif op == "init":
+                reply = shim.init(msg["iid"], msg)
+                reply["ok"] = True
+            elif op == "destroy":
+                shim.destroy(msg.get("iids") or [])
+                reply = {"ok": True}
+            elif op == "exit":
+                shim.destroy(list(shim.instances))
+                send(encode_frame({"ok": True}))
+                return 0
+            else:
+                reply = {"ok": False, "error": f"unknown op {op!r}"}
+        except Exception as exc:  # the policy raised: report it, keep serving
+            traceback.print_exc(file=sys.stderr)
+            reply = _error(exc)
+        if "seq" in msg:
+            reply["seq"] = msg["seq"]
+        try:
+            data = encode_frame(reply)
+        except (TypeError, ValueError) as exc:
+            data = encode_frame(
+                {"ok": False, "seq": msg.get("seq"), "error": f"result not serializable: {exc}"}
+            )
+        send(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the tiny command line, attach to the executor and serve."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    opts: dict[str, int] = {}
+    while args:
+        key = args.pop(0)
+        if key not in ("--fd", "--control-fd", "--parent-pid") or not args:
+            print(f"worker_shim: bad argument {key!r}", file=sys.stderr)
+            return 2
+        opts[key] = int(args.pop(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(opts.get("--parent-pid", 0))
+    control = opts.get("--control-fd")
+    if control is not None:
+        os.set_blocking(control, False)
+    sock = socket.socket(fileno=opts["--fd"])
+    sock.setblocking(True)
+    shim = Shim(control)
+    try:
+        return serve(sock, shim)
+    except (ConnectionError, BrokenPipeError):
+        return 0
+    finally:
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
