@@ -48,6 +48,15 @@ UV_PLATFORM_TRIPLES: Final = {
     "aarch64": "aarch64-manylinux_2_28",
 }
 DEFAULT_INDEX_URL: Final = "https://pypi.org/simple"
+#: The installer locked for the image's builder stages (a pinned, hashed pip wheel).
+INSTALLER_REQUIREMENTS: Final = ("pip",)
+#: Python version the installer is resolved for: the oldest supported, so it runs on all of them.
+INSTALLER_PYTHON: Final = SUPPORTED_PYTHONS[0]
+#: The executor's own requirements, relative to the gateway_executor package.
+EXECUTOR_REQUIREMENTS_FILE: Final = "requirements.in"
+#: Timestamp used when nothing else gives one (1980-01-01T00:00:00Z, the zip epoch): wheel builds
+#: of path sources, and the image's created time when no git source has a commit time.
+DEFAULT_SOURCE_DATE_EPOCH: Final = 315_532_800
 
 # --- Paths inside the image ------------------------------------------------------------------
 APP_DIR: Final = "/app"
@@ -123,6 +132,38 @@ def with_mirror(image: str, mirror: str | None) -> str:
 LOCAL_BASE_REPO: Final = "gateway-builder-local"
 #: Label set on images whose router/engine are stand-ins.
 STANDIN_LABEL: Final = "io.gateway-builder.standin"
+#: Debian release, debootstrap variant and mirrors of the local Debian base (plain HTTP:
+#: containers here do not trust the host's TLS-intercepting CA, and apt verifies signatures).
+LOCAL_DEBIAN_SUITE: Final = "bookworm"
+LOCAL_DEBIAN_VARIANT: Final = "minbase"
+LOCAL_DEBIAN_MIRROR: Final = "http://deb.debian.org/debian"
+LOCAL_DEBIAN_SECURITY_MIRROR: Final = "http://deb.debian.org/debian-security"
+#: Where a Python copied from an interpreter prefix lives in the local bases.
+LOCAL_PYTHON_ROOT: Final = "/opt/python"
+#: Debian packages with the shared libraries a copied CPython's extension modules link against.
+LOCAL_PYTHON_RUNTIME_PACKAGES: Final = (
+    "libbz2-1.0",
+    "libcrypt1",
+    "libffi8",
+    "liblzma5",
+    "libncursesw6",
+    "libnsl2",
+    "libreadline8",
+    "libsqlite3-0",
+    "libssl3",
+    "libtinfo6",
+    "libtirpc3",
+    "libuuid1",
+    "zlib1g",
+)
+
+# --- Container engine ------------------------------------------------------------------------
+DOCKER_DEFAULT_HOST: Final = "unix:///var/run/docker.sock"
+#: HTTP timeout of Docker API calls (a build step can be silent for minutes).
+DOCKER_API_TIMEOUT_S: Final = 1800
+#: How long ensure_engine() waits for a dockerd it started.
+DOCKER_START_TIMEOUT_S: Final = 60
+DOCKERD_LOG: Final = "/var/log/dockerd.log"
 
 # --- Cache -----------------------------------------------------------------------------------
 CACHE_ENV: Final = "GATEWAY_BUILDER_CACHE_DIR"
@@ -135,3 +176,15 @@ SHUTDOWN_GRACE_S: Final = 10
 EXECUTOR_READY_TIMEOUT_ENV: Final = "PYTHON_EXECUTOR_READY_TIMEOUT"
 ENGINE_READY_TIMEOUT_ENV: Final = "POLICY_ENGINE_READY_TIMEOUT"
 SHUTDOWN_GRACE_ENV: Final = "SHUTDOWN_GRACE_SECONDS"
+
+# --- Smoke test (gateway-builder smoke-test) -------------------------------------------------
+#: Seconds the three processes get to report ready (--timeout).
+SMOKE_READY_TIMEOUT_S: Final = 120.0
+#: After SIGTERM the container must exit 0 within this many seconds.
+SMOKE_SHUTDOWN_DEADLINE_S: Final = float(SHUTDOWN_GRACE_S + 5)
+#: After the executor is killed the container must exit (non-zero) within this many seconds.
+SMOKE_FAIL_FAST_DEADLINE_S: Final = float(SHUTDOWN_GRACE_S + 5)
+#: Deadline of one gRPC call (HealthCheck, InitPolicy, one sample through ExecuteStream).
+SMOKE_CALL_TIMEOUT_S: Final = 15.0
+#: Container log lines shown on failure.
+SMOKE_LOG_TAIL_LINES: Final = 200

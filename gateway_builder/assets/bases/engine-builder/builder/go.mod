@@ -1,0 +1,3 @@
+module gateway-builder.local/builder
+
+go 1.19

@@ -1,0 +1,3 @@
+module gateway-builder.local/policy-engine
+
+go 1.19
