@@ -60,6 +60,8 @@ class PythonPolicyPlan:
     params_json: str  # canonical JSON of the manifest params (frozen)
     source_label: str  # redacted provenance, e.g. "git+https://host/repo.git@<sha>#subdirectory=x"
     resolved: str  # commit SHA, "sha256:<hex>" of the artifact, or content hash of a path
+    #: The policy's ``samples/`` directory (copied into the context for the smoke test), if any.
+    samples_dir: Path | None = None
 
     @property
     def params(self) -> dict[str, Any]:
