@@ -56,6 +56,10 @@ STANDIN_NOTE = (
     "router (/usr/local/bin/envoy) and policy engine are gateway-builder stand-ins, "
     "not Envoy or the upstream policy engine"
 )
+#: The stand-in builder in the engine-builder base (no system build lock to pass).
+LOCAL_ENGINE_BUILDER_COMMAND: tuple[str, ...] = ("/usr/local/bin/gateway-builder",)
+#: Debian's tini, installed in the runtime base.
+LOCAL_TINI = "/usr/bin/tini"
 #: Fixed mtime of files sent in build contexts (1980-01-01), so contexts do not vary.
 CONTEXT_MTIME = 315532800
 _VERSION_RE = re.compile(r"^3\.\d{1,2}$")
@@ -212,14 +216,15 @@ def prefix_entries(prefix: Path, version: str) -> list[PrefixEntry]:
 
 
 def prefix_fingerprint(entries: Sequence[PrefixEntry]) -> str:
-    """SHA-256 over the entries' paths, sizes, mtimes, modes and link targets (no content read)."""
+    """SHA-256 over the entries' paths, modes, file sizes and mtimes, link targets (no reads)."""
     digest = hashlib.sha256()
     for entry in entries:
         st = entry.path.lstat()
         target = os.readlink(entry.path) if entry.kind == "symlink" else ""
-        size = st.st_size if entry.kind == "file" else 0
+        # A directory's own mtime changes with files left out of the image: ignore it.
+        size, mtime = (st.st_size, st.st_mtime_ns) if entry.kind == "file" else (0, 0)
         digest.update(
-            f"{entry.relpath}\0{entry.kind}\0{size}\0{st.st_mtime_ns}\0{st.st_mode:o}\0{target}\n".encode()
+            f"{entry.relpath}\0{entry.kind}\0{size}\0{mtime}\0{st.st_mode:o}\0{target}\n".encode()
         )
     return digest.hexdigest()
 
@@ -312,6 +317,8 @@ class BasesReport:
                 "engine_builder": self.bases.engine_builder,
                 "runtime": self.bases.runtime,
                 "standin": self.bases.standin,
+                "tini": self.bases.tini,
+                "engine_builder_command": list(self.bases.engine_builder_command),
                 "pythons": [asdict(p) for p in self.bases.pythons],
             },
             "images": [asdict(e) for e in self.events],
@@ -626,7 +633,14 @@ def build_local_bases_report(
             pythons.append(builder.python_from_prefix(debian, version, prefix))
     runtime = builder.runtime(debian)
     engine = builder.engine_builder(debian) if engine_builder else None
-    bases = BaseImages(engine_builder=engine, pythons=tuple(pythons), runtime=runtime, standin=True)
+    bases = BaseImages(
+        engine_builder=engine,
+        pythons=tuple(pythons),
+        runtime=runtime,
+        standin=True,
+        tini=LOCAL_TINI,
+        engine_builder_command=LOCAL_ENGINE_BUILDER_COMMAND,
+    )
     return BasesReport(bases, builder.events)
 
 
@@ -704,7 +718,8 @@ def command(args: argparse.Namespace, ui: Any) -> dict[str, Any]:
         raise InputError(f"bases {action}: unknown action (expected: build)")
     log = _log_fn(ui)
     prefixes = parse_prefix_args(getattr(args, "python_prefix", None) or [])
-    versions = list(getattr(args, "pythons", None) or []) or [options.DEFAULT_PYTHON]
+    requested = list(getattr(args, "pythons", None) or []) or [options.DEFAULT_PYTHON]
+    versions = [check_python_version(v) for v in requested]
     for version in prefixes:
         if version not in versions:
             versions.append(version)

@@ -4,7 +4,7 @@
 No registry reachable from the machines this base is for carries Envoy, so this small program
 takes its place: it accepts Envoy's command line (-c/--config-path, --config-yaml, -l/--log-level,
 --concurrency; anything else is logged and ignored), logs what it got, answers every HTTP
-request on port 8080 (ROUTER_HTTP_PORT) with 200 and a body saying it is a stand-in, and exits 0
+request on 0.0.0.0:8080 (ROUTER_HTTP_HOST, ROUTER_HTTP_PORT) with 200 and a body saying it is a stand-in, and exits 0
 on SIGTERM or SIGINT. It routes nothing and runs no policies.
 """
 
@@ -50,7 +50,9 @@ def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
             else:
                 raise SystemExit(f"router stand-in: {name} needs a value")
             known[VALUE_OPTIONS[name]] = value
-        elif arg.startswith("-") and not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+        elif (
+            arg.startswith("-") and not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-")
+        ):
             ignored.append(f"{arg} {argv[i + 1]}")
             i += 1
         else:
@@ -65,7 +67,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "gateway-builder-router-standin"
 
     def _answer(self) -> None:
-        body = b"LIVE\n" if self.path == "/ready" else b"gateway-builder router stand-in (not Envoy)\n"
+        body = (
+            b"LIVE\n" if self.path == "/ready" else b"gateway-builder router stand-in (not Envoy)\n"
+        )
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
@@ -76,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _answer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: object) -> None:
         log(f"{self.address_string()} {format % args}")
 
 
@@ -96,8 +100,9 @@ def main(argv: list[str]) -> int:
         log(f"note: config {config} does not exist; the stand-in does not read it")
     if ignored:
         log(f"ignored arguments: {' '.join(ignored)}")
+    host = os.environ.get("ROUTER_HTTP_HOST", "0.0.0.0")
     port = int(os.environ.get("ROUTER_HTTP_PORT", "8080"))
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     stop = threading.Event()
 
@@ -108,7 +113,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log(f"listening on 0.0.0.0:{port}")
+    log(f"listening on {host}:{server.server_address[1]}")
     server.serve_forever(poll_interval=0.2)
     server.server_close()
     log("stopped")
