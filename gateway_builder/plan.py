@@ -138,3 +138,117 @@ class BuildPlan:
         """Distinct Python versions needed by the policies and the executor, sorted."""
         versions = {p.python_version for p in self.python_policies} | {self.executor_python}
         return tuple(sorted(versions, key=lambda v: tuple(int(x) for x in v.split("."))))
+
+
+# --------------------------------------------------------------------------------------------
+# make_plan
+# --------------------------------------------------------------------------------------------
+
+
+def _canonical_params(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def default_source_date_epoch(lock: Any) -> int:
+    """``$SOURCE_DATE_EPOCH`` if set, else the newest commit time of the lock's git policies,
+    else :data:`options.DEFAULT_SOURCE_DATE_EPOCH` (1980-01-01). Never the wall clock."""
+    import os
+
+    from gateway_builder.errors import InputError
+
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise InputError(f"SOURCE_DATE_EPOCH={env!r}: expected an integer (seconds)") from None
+        if value < 0:
+            raise InputError("SOURCE_DATE_EPOCH must not be negative")
+        return value
+    times = [p.commit_time for p in lock.policies if p.commit_time is not None]
+    return max(times) if times else options.DEFAULT_SOURCE_DATE_EPOCH
+
+
+def make_plan(
+    manifests: Any,
+    lock: Any,
+    fetched: Any,
+    *,
+    bases: BaseImages,
+    platform: str = options.DEFAULT_PLATFORM,
+    policy_engine_binary: Path | None = None,
+    labels: Any = (),
+    source_date_epoch: int | None = None,
+) -> BuildPlan:
+    """Freeze manifests + lock + fetched policies into a :class:`BuildPlan`.
+
+    ``manifests``: :class:`gateway_builder.manifest.Manifests`; ``lock``:
+    :class:`gateway_builder.lockfile.Lock` (already checked against the manifests);
+    ``fetched``: the :class:`gateway_builder.fetch.FetchedPolicy` list; ``labels``: (key, value)
+    pairs. ``source_date_epoch`` defaults to :func:`default_source_date_epoch`.
+    """
+    from gateway_builder import __version__
+    from gateway_builder.errors import InputError, StaleLockError
+
+    if platform not in lock.platforms:
+        raise InputError(
+            f"the lock file has no pins for {platform}: run `gateway-builder lock --platform "
+            f"{platform}`"
+        )
+    policies = []
+    for f in sorted(fetched, key=lambda f: f.name):
+        entry = lock.policy(f.name)
+        artifact_sha = f.artifact.sha256 if f.artifact else None
+        if (
+            entry is None
+            or entry.resolved != f.resolved
+            or entry.artifact_sha256 != artifact_sha
+            or entry.env.python != f.python_version
+        ):
+            raise StaleLockError(
+                f"policy '{f.name}': the lock does not match the fetched source; "
+                "run `gateway-builder lock`"
+            )
+        samples = (f.tree / "samples") if f.tree is not None else None
+        policies.append(
+            PythonPolicyPlan(
+                name=f.name,
+                version=f.definition.version,
+                python_version=f.python_version,
+                module=f.module,
+                package_dir_name=f.package_dir_name,
+                source_dir=f.source_dir,
+                artifact=f.artifact,
+                definition_dir=f.definition_dir,
+                requirements=entry.env.requirements(platform),
+                failure_mode=f.spec.failure_mode,
+                timeout_ms=f.spec.timeout_ms,
+                isolation=f.spec.isolation,
+                workers=f.spec.workers,
+                params_json=_canonical_params(f.spec.params),
+                source_label=f.display,
+                resolved=f.resolved,
+                samples_dir=samples if samples is not None and samples.is_dir() else None,
+            )
+        )
+    go = tuple(
+        GoPolicyEntry(name=g.name, gomodule=g.gomodule, file_path=g.file_path)
+        for g in manifests.go_specs
+    )
+    return BuildPlan(
+        builder_version=__version__,
+        gateway_version=manifests.gateway_version,
+        platform=platform,
+        go_policies=go,
+        python_policies=tuple(policies),
+        executor_python=lock.executor.python,
+        executor_requirements=lock.executor.requirements(platform),
+        installer_requirements=lock.installer.requirements(platform),
+        bases=bases,
+        policy_engine_binary=policy_engine_binary,
+        lock_digest=lock.digest,
+        source_date_epoch=(
+            source_date_epoch if source_date_epoch is not None else default_source_date_epoch(lock)
+        ),
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels)),
+    )

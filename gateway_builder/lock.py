@@ -1,0 +1,507 @@
+"""Lock every Python policy separately for its Python version, plus the executor and installer.
+
+Incremental: each locked environment records a digest of its inputs (resolved source, Python
+version, requirement lines, platforms, index). An environment whose digest is unchanged keeps
+its pins; a changed one is re-resolved with the previous pins as preferences. ``--upgrade``
+re-resolves everything from scratch, ``--upgrade-policy NAME`` one policy, ``--upgrade-package
+PKG`` one distribution wherever it appears. ``--check`` (and ``build --locked``) resolves nothing:
+it recomputes the inputs and fails with a unified diff when they differ from the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib.util
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from gateway_builder import __version__, options
+from gateway_builder.cache import Cache, atomic_write_bytes, sha256_text
+from gateway_builder.errors import InputError, StaleLockError
+from gateway_builder.fetch import FetchedPolicy, SourcePin, canonical_json, read_requirements_txt
+from gateway_builder.lockfile import Lock, LockedEnv, LockedPackage, LockedPolicy, read_lock
+from gateway_builder.manifest import Manifests
+from gateway_builder.redact import redact_url
+from gateway_builder.resolve import ResolveRequest, dedupe, get_resolver
+from gateway_builder.ui import UI
+
+__all__ = [
+    "LockOptions",
+    "LockResult",
+    "check_lock",
+    "command",
+    "default_lock_path",
+    "lock_policies",
+    "pins_from_lock",
+    "read_lock",
+    "write_lock",
+]
+
+
+@dataclass(frozen=True)
+class LockOptions:
+    """How to lock (the CLI flags of ``lock``)."""
+
+    resolver: str = options.DEFAULT_RESOLVER
+    platforms: tuple[str, ...] = ()
+    upgrade: bool = False
+    upgrade_policies: tuple[str, ...] = ()
+    upgrade_packages: tuple[str, ...] = ()
+    #: False for --check / --locked: stale environments are reported, never re-resolved.
+    resolve: bool = True
+    jobs: int = 4
+
+
+@dataclass
+class LockResult:
+    """The new lock and what happened to each environment."""
+
+    lock: Lock
+    resolved: list[str] = field(default_factory=list)  # env labels re-resolved (or stale)
+    kept: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # moved tags and similar
+
+
+# --------------------------------------------------------------------------------------------
+# Paths and inputs
+# --------------------------------------------------------------------------------------------
+
+
+def default_lock_path(manifests: Manifests) -> Path:
+    """``python-build.lock`` next to python-build.yaml (else next to build.yaml)."""
+    anchor = manifests.python_build_file or manifests.build_file
+    folder = anchor.parent if anchor is not None else options.DEFAULT_MANIFEST_DIR
+    return folder / options.LOCK_FILE_NAME
+
+
+def executor_requirements_path() -> Path:
+    """``gateway_executor/requirements.in`` (found without importing the executor)."""
+    spec = importlib.util.find_spec("gateway_executor")
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations)))
+    else:
+        folder = options.REPO_DIR / "gateway_executor"
+    return folder / options.EXECUTOR_REQUIREMENTS_FILE
+
+
+def read_executor_requirements(path: Path | None = None) -> tuple[str, ...]:
+    """The executor's requirement lines (options and direct references refused)."""
+    path = path or executor_requirements_path()
+    if not path.is_file():
+        raise InputError(f"the executor's requirements file is missing: {path}")
+    return read_requirements_txt(path, "the executor")
+
+
+def pins_from_lock(lock: Lock | None, *, skip: Sequence[str] = ()) -> dict[str, SourcePin]:
+    """Source pins of a lock (policies in ``skip`` excluded), for :func:`fetch.fetch_policies`."""
+    if lock is None:
+        return {}
+    pins = {}
+    for pol in lock.policies:
+        if pol.name in skip:
+            continue
+        pins[pol.name] = SourcePin(
+            spec_digest=pol.spec_digest,
+            resolved=pol.resolved,
+            tag=pol.tag,
+            filename=pol.source_file,
+        )
+    return pins
+
+
+def _digest(data: Any) -> str:
+    return f"sha256:{sha256_text(canonical_json(data))}"
+
+
+def _env_digest(
+    python: str, requirements: Sequence[str], platforms: Sequence[str], index: str | None
+) -> dict[str, Any]:
+    return {
+        "python": python,
+        "requirements": list(requirements),
+        "platforms": sorted(platforms),
+        "index": redact_url(index) if index else options.DEFAULT_INDEX_URL,
+    }
+
+
+def policy_requirements(fetched: FetchedPolicy) -> tuple[str, ...]:
+    """A policy's resolver input: its own requirements plus the SDK."""
+    return dedupe([*fetched.requirements, options.SDK_REQUIREMENT])
+
+
+def policy_input_digest(fetched: FetchedPolicy, platforms: Sequence[str]) -> str:
+    """Digest of everything that determines a policy's locked environment."""
+    data = _env_digest(
+        fetched.python_version, policy_requirements(fetched), platforms, fetched.index_url
+    )
+    data.update(
+        {
+            "spec": fetched.spec_digest,
+            "resolved": fetched.resolved,
+            "artifact": fetched.artifact.sha256 if fetched.artifact else "",
+        }
+    )
+    return _digest(data)
+
+
+def manifest_digest(
+    fetched: Sequence[FetchedPolicy],
+    platforms: Sequence[str],
+    executor_in: Sequence[str],
+    installer_in: Sequence[str],
+) -> str:
+    """Digest of the manifest inputs the lock depends on (not params or runtime knobs)."""
+    return _digest(
+        {
+            "policies": sorted([f.name, f.spec_digest] for f in fetched),
+            "platforms": sorted(platforms),
+            "sdk": options.SDK_REQUIREMENT,
+            "executor": list(executor_in),
+            "installer": list(installer_in),
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Locking
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _EnvTask:
+    label: str
+    python: str
+    requirements: tuple[str, ...]
+    index_url: str | None
+    digest: str
+    previous: LockedEnv | None
+    upgrade: bool
+    upgrade_packages: tuple[str, ...]
+    packages: dict[str, tuple[LockedPackage, ...]] = field(default_factory=dict)
+
+
+def _requirement_names(lines: Sequence[str]) -> set[str]:
+    names = set()
+    for line in lines:
+        try:
+            names.add(str(canonicalize_name(Requirement(line).name)))
+        except ValueError:
+            continue
+    return names
+
+
+def _needs_resolution(task: _EnvTask, platforms: Sequence[str]) -> bool:
+    prev = task.previous
+    if prev is None or task.upgrade or prev.input_digest != task.digest:
+        return True
+    if any(p not in prev.packages for p in platforms):
+        return True
+    return bool(task.upgrade_packages)
+
+
+def lock_policies(
+    manifests: Manifests,
+    fetched: Sequence[FetchedPolicy],
+    *,
+    cache: Cache,
+    previous: Lock | None = None,
+    opts: LockOptions | None = None,
+    executor_requirements: Sequence[str] | None = None,
+    ui: UI | None = None,
+) -> LockResult:
+    """Compute the lock for ``fetched`` (re-resolving only what changed). Nothing is written."""
+    del manifests  # the fetched policies carry everything needed; kept for the API's shape
+    opts = opts or LockOptions()
+    names = {f.name for f in fetched}
+    unknown = sorted(set(opts.upgrade_policies) - names)
+    if unknown:
+        raise InputError(f"--upgrade-policy: no Python policy named {', '.join(unknown)}")
+    platforms = sorted(
+        {options.DEFAULT_PLATFORM, *opts.platforms, *(previous.platforms if previous else ())}
+    )
+    executor_in = dedupe(executor_requirements or read_executor_requirements())
+    installer_in = dedupe(options.INSTALLER_REQUIREMENTS)
+    upgrade_pkgs = tuple(str(canonicalize_name(p)) for p in opts.upgrade_packages)
+
+    def task(
+        label: str,
+        python: str,
+        reqs: tuple[str, ...],
+        index: str | None,
+        digest: str,
+        prev: LockedEnv | None,
+        upgrade: bool,
+    ) -> _EnvTask:
+        touched = tuple(
+            p
+            for p in upgrade_pkgs
+            if prev is not None and (p in prev.package_names() or p in _requirement_names(reqs))
+        )
+        return _EnvTask(label, python, reqs, index, digest, prev, upgrade, touched)
+
+    tasks: dict[str, _EnvTask] = {}
+    inst_digest = _digest(_env_digest(options.INSTALLER_PYTHON, installer_in, platforms, None))
+    tasks["installer"] = task(
+        "the installer",
+        options.INSTALLER_PYTHON,
+        installer_in,
+        None,
+        inst_digest,
+        previous.installer if previous else None,
+        opts.upgrade,
+    )
+    exec_digest = _digest(_env_digest(options.DEFAULT_PYTHON, executor_in, platforms, None))
+    tasks["executor"] = task(
+        "the executor",
+        options.DEFAULT_PYTHON,
+        executor_in,
+        None,
+        exec_digest,
+        previous.executor if previous else None,
+        opts.upgrade,
+    )
+    for f in sorted(fetched, key=lambda f: f.name):
+        prev_pol = previous.policy(f.name) if previous else None
+        tasks[f"policy:{f.name}"] = task(
+            f"policy '{f.name}'",
+            f.python_version,
+            policy_requirements(f),
+            f.index_url,
+            policy_input_digest(f, platforms),
+            prev_pol.env if prev_pol else None,
+            opts.upgrade or f.name in opts.upgrade_policies,
+        )
+
+    result_notes = [
+        f"policy '{f.name}': tag {f.tag} of {f.display.split('@')[0]} moved from "
+        f"{f.moved_from[:12]} to {f.resolved[:12]}"
+        for f in fetched
+        if f.moved_from
+    ]
+    todo = [t for t in tasks.values() if _needs_resolution(t, platforms)]
+    kept = [t.label for t in tasks.values() if t not in todo]
+    resolver = get_resolver(opts.resolver, cache)
+    if opts.resolve and todo:
+        requests = []
+        for t in todo:
+            for platform in platforms:
+                prefs = t.previous.packages.get(platform, ()) if t.previous else ()
+                requests.append(
+                    (
+                        t,
+                        platform,
+                        ResolveRequest(
+                            label=t.label,
+                            requirements=t.requirements,
+                            python_version=t.python,
+                            platform=platform,
+                            index_url=t.index_url,
+                            preferences=() if t.upgrade else tuple(prefs),
+                            upgrade=t.upgrade,
+                            upgrade_packages=t.upgrade_packages,
+                        ),
+                    )
+                )
+        if ui is not None:
+            for t in todo:
+                ui.info(f"resolving {t.label} for Python {t.python} with {resolver.name}")
+        jobs = max(1, min(opts.jobs, len(requests)))
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(lambda r: resolver.resolve(r[2]), requests))
+        for (t, platform, _), packages in zip(requests, results, strict=True):
+            t.packages[platform] = packages
+    else:
+        for t in todo:
+            t.packages = dict(t.previous.packages) if t.previous else {}
+    for t in tasks.values():
+        if t not in todo:
+            assert t.previous is not None
+            t.packages = {p: t.previous.packages[p] for p in platforms}
+
+    def env(t: _EnvTask) -> LockedEnv:
+        return LockedEnv(t.python, t.digest, t.requirements, dict(sorted(t.packages.items())))
+
+    policies = []
+    for f in sorted(fetched, key=lambda f: f.name):
+        policies.append(
+            LockedPolicy(
+                name=f.name,
+                version=f.definition.version,
+                kind=f.kind,
+                module=f.module,
+                source_type=f.source_type,
+                source=f.display,
+                resolved=f.resolved,
+                spec_digest=f.spec_digest,
+                env=env(tasks[f"policy:{f.name}"]),
+                tag=f.tag,
+                commit_time=f.commit_time,
+                artifact=f.artifact.filename if f.artifact else None,
+                artifact_sha256=f.artifact.sha256 if f.artifact else None,
+                source_file=f.source_file,
+            )
+        )
+    new = Lock(
+        builder_version=__version__,
+        resolver=resolver.name,
+        resolver_version=resolver.version,
+        manifest_digest=manifest_digest(fetched, platforms, executor_in, installer_in),
+        platforms=tuple(platforms),
+        sdk_requirement=options.SDK_REQUIREMENT,
+        installer=env(tasks["installer"]),
+        executor=env(tasks["executor"]),
+        policies=tuple(policies),
+    )
+    if previous is not None and (not todo or not opts.resolve):
+        # Nothing re-resolved: keep the header as it was (a no-op relock is byte-identical).
+        new = new.with_header(
+            builder_version=previous.builder_version,
+            resolver=previous.resolver,
+            resolver_version=previous.resolver_version,
+        )
+    return LockResult(new, [t.label for t in todo], kept, result_notes)
+
+
+def write_lock(path: Path, lock: Lock) -> bool:
+    """Write the lock atomically; return False (and leave the file alone) when unchanged."""
+    text = lock.text()
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except OSError:
+        pass
+    atomic_write_bytes(path, text.encode("utf-8"))
+    return True
+
+
+def lock_diff(old_text: str, new_text: str, path: Path) -> str:
+    """A unified diff from the file on disk to what it should be."""
+    return "".join(
+        difflib.unified_diff(
+            old_text.splitlines(keepends=True),
+            new_text.splitlines(keepends=True),
+            fromfile=f"{path} (on disk)",
+            tofile=f"{path} (from the manifests)",
+        )
+    )
+
+
+def check_lock(
+    manifests: Manifests,
+    fetched: Sequence[FetchedPolicy],
+    lock_path: Path,
+    *,
+    cache: Cache,
+    platforms: Sequence[str] = (),
+    executor_requirements: Sequence[str] | None = None,
+) -> Lock:
+    """Return the lock if it matches the manifests; else raise :class:`StaleLockError` + diff.
+
+    Nothing is resolved: the inputs of every environment are recomputed and compared with the
+    digests in the file. Moved tags (same tag, another commit) make the lock stale too.
+    """
+    try:
+        old_text = lock_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StaleLockError(
+            f"no lock file at {lock_path}: run `gateway-builder lock` and commit the result"
+        ) from None
+    previous = read_lock(lock_path)
+    result = lock_policies(
+        manifests,
+        fetched,
+        cache=cache,
+        previous=previous,
+        opts=LockOptions(platforms=tuple(platforms), resolve=False),
+        executor_requirements=executor_requirements,
+    )
+    new_text = result.lock.text()
+    if new_text == old_text:
+        return previous
+    changed = ", ".join(result.resolved) or "the lock header"
+    reasons = "; ".join(result.notes)
+    raise StaleLockError(
+        f"{lock_path} is out of date with the manifests ({changed}"
+        f"{'; ' + reasons if reasons else ''}): run `gateway-builder lock`",
+        details=lock_diff(old_text, new_text, lock_path)
+        + "(dependency pins of changed environments are shown as they are; `lock` re-resolves them)",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def options_from_args(args: argparse.Namespace) -> LockOptions:
+    """LockOptions from the ``lock`` command line."""
+    return LockOptions(
+        resolver=getattr(args, "resolver", None) or options.DEFAULT_RESOLVER,
+        platforms=tuple(getattr(args, "platforms", None) or ()),
+        upgrade=bool(getattr(args, "upgrade", False)),
+        upgrade_policies=tuple(getattr(args, "upgrade_policy", None) or ()),
+        upgrade_packages=tuple(getattr(args, "upgrade_package", None) or ()),
+    )
+
+
+def command(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
+    """``gateway-builder lock``: write (or with --check verify) the lock file."""
+    from gateway_builder import pipeline
+
+    ctx = pipeline.open_context(args)
+    opts = options_from_args(args)
+    if getattr(args, "check", False):
+        with ui.step("fetch"):
+            fetched = pipeline.fetch_for(ctx, ui)
+        with ui.step("check lock"):
+            check_lock(
+                ctx.manifests, fetched, ctx.lock_path, cache=ctx.cache, platforms=opts.platforms
+            )
+        result = {"ok": True, "lock_file": str(ctx.lock_path), "up_to_date": True}
+        ui.result(result, f"{ctx.lock_path} is up to date")
+        return result
+    with ui.step("fetch"):
+        fetched = pipeline.fetch_for(
+            ctx, ui, upgrade=opts.upgrade, upgrade_policies=opts.upgrade_policies
+        )
+    with ui.step("lock"):
+        res = pipeline.lock_and_write(ctx, fetched, opts, ui)
+    lock = res.lock
+    result = {
+        "ok": True,
+        "lock_file": str(ctx.lock_path),
+        "changed": ctx.changed,
+        "resolver": lock.resolver,
+        "platforms": list(lock.platforms),
+        "resolved": res.resolved,
+        "kept": res.kept,
+        "notes": res.notes,
+        "policies": [
+            {
+                "name": p.name,
+                "python": p.env.python,
+                "resolved": p.resolved,
+                "packages": {
+                    plat: [f"{x.name}=={x.version}" for x in pkgs]
+                    for plat, pkgs in p.env.packages.items()
+                },
+            }
+            for p in lock.policies
+        ],
+    }
+    lines = [
+        f"{p.name:<24} py{p.env.python:<5} "
+        + ", ".join(f"{x.name}=={x.version}" for x in p.env.packages.get("x86_64", ()))
+        for p in lock.policies
+    ]
+    state = "written" if ctx.changed else "unchanged"
+    lines.append(f"{ctx.lock_path}: {state} ({len(res.resolved)} resolved, {len(res.kept)} kept)")
+    ui.result(result, "\n".join(lines))
+    return result
