@@ -11,6 +11,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gateway_executor import defaults
@@ -45,15 +46,24 @@ class Cancelled(Exception):
 class CallState:
     """Shared between a call and whoever may cancel it (the stream session)."""
 
-    __slots__ = ("_lock", "cancelled", "proc_kill", "seq", "waiting", "worker")
+    __slots__ = ("_lock", "before_block", "cancelled", "proc_kill", "seq", "waiting", "worker")
 
-    def __init__(self) -> None:
+    def __init__(self, before_block: Callable[[], None] | None = None) -> None:
         self._lock = threading.Lock()
+        #: Called once, just before the call first blocks (the stream uses it to hand the
+        #: reader role to another thread only when this one stops running Python code).
+        self.before_block = before_block
         self.cancelled = False
         self.worker: WorkerProcess | None = None
         self.seq = 0
         self.waiting: threading.Condition | None = None
         self.proc_kill = False
+
+    def blocking(self) -> None:
+        """The call is about to block: run the ``before_block`` hook (once)."""
+        hook, self.before_block = self.before_block, None
+        if hook is not None:
+            hook()
 
     def attach(self, worker: WorkerProcess, seq: int, kill_on_cancel: bool = False) -> bool:
         """Record the worker now running the call; False if already cancelled."""
@@ -255,6 +265,13 @@ class WorkerPool(PolicyRuntime):
                     raise AcquireTimeout()
                 if state is not None:
                     state.waiting = cond
+                    if state.before_block is not None:
+                        cond.release()
+                        try:
+                            state.blocking()
+                        finally:
+                            cond.acquire()
+                        continue
                 cond.wait(left)
 
     def _release(self, w: WorkerProcess) -> None:
@@ -312,9 +329,13 @@ class WorkerPool(PolicyRuntime):
                 self._cond.notify_all()
 
     # operations -------------------------------------------------------------------------------
-    def _exchange(self, w: WorkerProcess, msg: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def _exchange(self, w: WorkerProcess, msg: dict[str, Any], deadline: float,
+                  state: CallState | None = None) -> dict[str, Any]:
         try:
-            return w.request(msg, max(deadline - time.monotonic(), 0.001))
+            w.send(msg)
+            if state is not None:
+                state.blocking()
+            return w.receive(max(deadline - time.monotonic(), 0.001))
         except WorkerTimeout:
             self._lose(w, crashed=False, why="call timed out")
             raise
@@ -349,7 +370,7 @@ class WorkerPool(PolicyRuntime):
             if not state.attach(w, seq):
                 raise Cancelled()
             try:
-                reply = self._exchange(w, msg, deadline)
+                reply = self._exchange(w, msg, deadline, state)
             finally:
                 state.detach()
             if "init" in msg and reply.get("ok"):
@@ -448,6 +469,8 @@ class PerCallRunner(PolicyRuntime):
     def _run(self, msgs: list[dict[str, Any]], deadline: float,
              state: CallState | None) -> dict[str, Any]:
         self._check_usable()
+        if state is not None:
+            state.blocking()
         if not self._slots.acquire(timeout=max(deadline - time.monotonic(), 0)):
             raise AcquireTimeout()
         w = None

@@ -62,8 +62,8 @@ class StreamSession:
             job = self._admit(req)
             if job is None:
                 continue
-            # Give the reader role away, then run the call on this thread.
-            self._pool.submit(self._read)
+            # Run the call on this thread; the reader role passes to another pool thread as
+            # soon as this call blocks (on the worker, or waiting for one).
             self._run(*job)
             return
 
@@ -99,7 +99,7 @@ class StreamSession:
                 log.debug("cancel %s: %s", rid, req.cancel_execution.reason)
                 state.cancel()
             return None
-        state = CallState()
+        state = CallState(self._hand_over)
         with self._lock:
             duplicate = rid in self._inflight
             if not duplicate:
@@ -116,10 +116,16 @@ class StreamSession:
             return None
         return req, kind, state
 
+    def _hand_over(self) -> None:
+        self._pool.submit(self._read)
+
     # running ----------------------------------------------------------------------------------
     def _run(self, req: pb.StreamRequest, kind: Any, state: CallState) -> None:
         try:
-            self._service.slots.acquire()
+            slots = self._service.slots
+            if not slots.acquire(blocking=False):
+                state.blocking()
+                slots.acquire()
             try:
                 resp = self._engine.execute(req, kind, state)
             finally:
@@ -129,6 +135,7 @@ class StreamSession:
             resp = translate.error_response(req.request_id, f"internal error: {exc}",
                                             "execution_error", req.policy_name,
                                             req.policy_version)
+        state.blocking()  # never blocked (answered without a worker): hand over now
         self._complete(req.request_id, state, resp, counted=True)
 
     def _complete(self, rid: str, state: CallState, resp: pb.StreamResponse | None,

@@ -1,0 +1,308 @@
+"""Benchmark the policy executor against a bare gRPC echo server (``nox -s bench``).
+
+Everything runs side by side in one run on Unix sockets in a temporary directory:
+
+* ``echo``      - a bare synchronous gRPC server whose ``ExecuteStream`` answers each request
+  immediately (same service, same messages, same socket kind): the transport floor;
+* ``worker``    - the executor, trivial header policy, ``isolation: worker``;
+* ``per-call``  - the executor, same policy, ``isolation: per-call`` (fresh interpreter per call);
+* ``direct``    - the policy's ``on_request_headers`` called in this process (no gRPC, no hop).
+
+Calls go over ONE multiplexed ``ExecuteStream`` like the Go policy engine uses. Sequential: one
+call at a time. Concurrent: 8 caller threads sharing the stream. Every loop is bounded in count and
+time. Prints a table (median, p99, throughput) and the target checks of issue 5.
+
+    python benchmarks/bench_executor.py [--python VENV_PYTHON] [--seconds 4] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import grpc  # noqa: E402
+
+from gateway_executor.client import ExecutorClient, build_request  # noqa: E402
+from gateway_executor.proto import python_executor_pb2 as pb  # noqa: E402
+from gateway_executor.proto import python_executor_pb2_grpc as pb_grpc  # noqa: E402
+
+POLICY = textwrap.dedent(
+    """
+    from apip_sdk_core import (HeaderProcessingMode, ProcessingMode, RequestHeaderPolicy,
+                               UpstreamRequestHeaderModifications)
+
+    class Trivial(RequestHeaderPolicy):
+        def mode(self):
+            return ProcessingMode(request_header_mode=HeaderProcessingMode.PROCESS)
+
+        def on_request_headers(self, execution_ctx, ctx, params):
+            return UpstreamRequestHeaderModifications(headers_to_set={"x-bench": "1"})
+
+    def get_policy(metadata, params):
+        return Trivial()
+    """
+)
+
+ECHO_SERVER = textwrap.dedent(
+    """
+    import sys
+    from concurrent import futures
+    sys.path.insert(0, sys.argv[2])
+    import grpc
+    from gateway_executor.proto import python_executor_pb2 as pb
+    from gateway_executor.proto import python_executor_pb2_grpc as pb_grpc
+
+    class Echo(pb_grpc.PythonExecutorServiceServicer):
+        def ExecuteStream(self, requests, context):
+            for req in requests:
+                resp = pb.StreamResponse(request_id=req.request_id)
+                resp.request_header_action.SetInParent()
+                yield resp
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    pb_grpc.add_PythonExecutorServiceServicer_to_server(Echo(), server)
+    server.add_insecure_port("unix:" + sys.argv[1])
+    server.start()
+    print("ready", flush=True)
+    server.wait_for_termination()
+    """
+)
+
+
+@dataclass
+class Result:
+    name: str
+    mode: str
+    calls: int
+    median_us: float
+    p99_us: float
+    throughput: float
+    errors: int
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def run_sequential(client: ExecutorClient, iid: str, name: str, max_calls: int,
+                   seconds: float, warmup: int) -> Result:
+    stream = client.stream()
+    errors = 0
+    for i in range(warmup):
+        stream.call(build_request("request_headers", instance_id=iid, request_id=f"w{i}",
+                                  request={"path": "/bench"}), 60)
+    lat: list[float] = []
+    end = time.monotonic() + seconds
+    start = time.perf_counter()
+    for i in range(max_calls):
+        req = build_request("request_headers", instance_id=iid, request_id=f"s{i}",
+                            request={"path": "/bench"})
+        t0 = time.perf_counter()
+        resp = stream.call(req, 60)
+        lat.append(time.perf_counter() - t0)
+        if resp.WhichOneof("payload") != "request_header_action":
+            errors += 1
+        if time.monotonic() > end:
+            break
+    total = time.perf_counter() - start
+    return Result(name, "sequential", len(lat), statistics.median(lat) * 1e6,
+                  _percentile(lat, 0.99) * 1e6, len(lat) / total, errors)
+
+
+def run_concurrent(client: ExecutorClient, iid: str, name: str, callers: int,
+                   max_calls: int, seconds: float) -> Result:
+    stream = client.stream()
+    lat: list[list[float]] = [[] for _ in range(callers)]
+    errors = [0] * callers
+    end = time.monotonic() + seconds
+    barrier = threading.Barrier(callers + 1)
+
+    def caller(n: int) -> None:
+        barrier.wait()
+        for i in range(max_calls):
+            req = build_request("request_headers", instance_id=iid, request_id=f"c{n}-{i}",
+                                request={"path": "/bench"})
+            t0 = time.perf_counter()
+            resp = stream.call(req, 60)
+            lat[n].append(time.perf_counter() - t0)
+            if resp.WhichOneof("payload") != "request_header_action":
+                errors[n] += 1
+            if time.monotonic() > end:
+                return
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(callers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    total = time.perf_counter() - start
+    flat = [x for part in lat for x in part]
+    return Result(name, f"{callers} concurrent", len(flat), statistics.median(flat) * 1e6,
+                  _percentile(flat, 0.99) * 1e6, len(flat) / total, sum(errors))
+
+
+def run_direct(policy_dir: Path, max_calls: int, seconds: float) -> Result:
+    sys.path.insert(0, str(policy_dir))
+    import apip_sdk_core as sdk  # the benchmark's own environment needs the SDK
+    from bench_policy.policy import get_policy  # type: ignore[import-not-found]
+
+    policy = get_policy(sdk.PolicyMetadata(), {})
+    lat: list[float] = []
+    end = time.monotonic() + seconds
+    start = time.perf_counter()
+    for i in range(max_calls):
+        t0 = time.perf_counter()
+        shared = sdk.SharedContext(request_id=f"d{i}", metadata={})
+        ctx = sdk.RequestHeaderContext(shared=shared, headers=sdk.Headers({}), path="/bench",
+                                       method="GET")
+        ectx = sdk.ExecutionContext(request_id=f"d{i}", phase=sdk.ExecutionPhase.REQUEST_HEADERS)
+        policy.on_request_headers(ectx, ctx, {})
+        lat.append(time.perf_counter() - t0)
+        if time.monotonic() > end:
+            break
+    total = time.perf_counter() - start
+    return Result("direct", "sequential", len(lat), statistics.median(lat) * 1e6,
+                  _percentile(lat, 0.99) * 1e6, len(lat) / total, 0)
+
+
+def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise SystemExit(f"process exited early with {proc.returncode}")
+        if time.monotonic() > end:
+            raise SystemExit(f"{path} did not appear in {timeout}s")
+        time.sleep(0.05)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--python", default=sys.executable,
+                    help="policy venv interpreter (needs apip-sdk-core; default: this one)")
+    ap.add_argument("--seconds", type=float, default=4.0, help="time bound per measurement")
+    ap.add_argument("--calls", type=int, default=3000, help="count bound per measurement")
+    ap.add_argument("--per-call-calls", type=int, default=60)
+    ap.add_argument("--workers", type=int, default=2, help="worker processes for worker mode")
+    ap.add_argument("--callers", type=int, default=8)
+    ap.add_argument("--json", action="store_true", help="also print the results as JSON")
+    args = ap.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-executor-"))
+    pkg = tmp / "policies" / "bench_policy"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "policy.py").write_text(POLICY)
+    entry = {"module": "bench_policy.policy", "sys_path": [str(tmp / "policies")],
+             "python": args.python, "timeout_ms": 30000, "params": {}}
+    registry = {
+        "format": "gateway-builder/policy-registry", "format_version": 1,
+        "policies": [
+            {**entry, "name": "bench-per-call", "version": "v1.0.0", "isolation": "per-call",
+             "workers": 4},
+            {**entry, "name": "bench-worker", "version": "v1.0.0", "isolation": "worker",
+             "workers": args.workers},
+        ],
+    }
+    (tmp / "registry.json").write_text(json.dumps(registry))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs: list[subprocess.Popen[bytes]] = []
+    results: list[Result] = []
+    try:
+        echo_sock = tmp / "echo.sock"
+        echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_sock), str(ROOT)],
+                                stdout=subprocess.PIPE, env=env)
+        procs.append(echo)
+        assert echo.stdout is not None
+        echo.stdout.readline()
+        ex_sock = tmp / "executor.sock"
+        ready = tmp / "ready"
+        executor = subprocess.Popen(
+            [sys.executable, "-m", "gateway_executor", "--registry", str(tmp / "registry.json"),
+             "--listen", str(ex_sock), "--ready-file", str(ready), "--log-level", "warning"],
+            env=env,
+        )
+        procs.append(executor)
+        _wait_file(ready, executor, 60)
+
+        echo_client = ExecutorClient(str(echo_sock))
+        ex_client = ExecutorClient(str(ex_sock))
+        worker_iid = ex_client.init_policy("bench-worker", "v1.0.0").instance_id
+        percall_iid = ex_client.init_policy("bench-per-call", "v1.0.0").instance_id
+
+        results.append(run_sequential(echo_client, "x", "echo", args.calls, args.seconds, 200))
+        results.append(run_sequential(ex_client, worker_iid, "worker", args.calls, args.seconds,
+                                      200))
+        results.append(run_sequential(ex_client, percall_iid, "per-call", args.per_call_calls,
+                                      args.seconds * 3, 3))
+        results.append(run_direct(tmp / "policies", args.calls, args.seconds))
+        results.append(run_concurrent(echo_client, "x", "echo", args.callers, args.calls,
+                                      args.seconds))
+        results.append(run_concurrent(ex_client, worker_iid, "worker", args.callers, args.calls,
+                                      args.seconds))
+        echo_client.close()
+        ex_client.close()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    print(f"\nexecutor benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+          f"grpcio {grpc.__version__}, worker pool {args.workers}, one multiplexed stream\n")
+    print(f"| {'path':<9} | {'callers':<13} | {'calls':>6} | {'median us':>9} | {'p99 us':>8} | "
+          f"{'calls/s':>8} | {'errors':>6} |")
+    print(f"|{'-' * 11}|{'-' * 15}|{'-' * 8}|{'-' * 11}|{'-' * 10}|{'-' * 10}|{'-' * 8}|")
+    for r in results:
+        print(f"| {r.name:<9} | {r.mode:<13} | {r.calls:>6} | {r.median_us:>9.0f} | "
+              f"{r.p99_us:>8.0f} | {r.throughput:>8.0f} | {r.errors:>6} |")
+
+    by = {(r.name, r.mode.split()[0]): r for r in results}
+    echo_seq, worker_seq = by[("echo", "sequential")], by[("worker", "sequential")]
+    percall = by[("per-call", "sequential")]
+    conc = str(args.callers)
+    echo_c, worker_c = by[("echo", conc)], by[("worker", conc)]
+    checks = [
+        ("worker median < 1 ms", worker_seq.median_us < 1000,
+         f"{worker_seq.median_us:.0f} us"),
+        ("worker >= 15x faster than per-call", percall.median_us >= 15 * worker_seq.median_us,
+         f"{percall.median_us / worker_seq.median_us:.1f}x"),
+        ("worker within 1.6x of echo (sequential medians)",
+         worker_seq.median_us <= 1.6 * echo_seq.median_us,
+         f"{worker_seq.median_us / echo_seq.median_us:.2f}x"),
+        (f"worker >= 65% of echo throughput ({conc} callers)",
+         worker_c.throughput >= 0.65 * echo_c.throughput,
+         f"{100 * worker_c.throughput / echo_c.throughput:.0f}%"),
+        ("no errors", all(r.errors == 0 for r in results), ""),
+    ]
+    print()
+    for label, ok, value in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {label}: {value}")
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], indent=2))
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
