@@ -1,0 +1,60 @@
+"""Flags and upstream environment variables; invalid values are errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway_executor import defaults
+from gateway_executor.config import ConfigError, is_tcp_address, parse_config
+
+
+def test_defaults() -> None:
+    cfg = parse_config([], env={})
+    assert cfg.listen == defaults.SOCKET_PATH and cfg.socket_path == defaults.SOCKET_PATH
+    assert cfg.registry == defaults.REGISTRY_PATH
+    assert (cfg.workers, cfg.timeout_s) == (None, None)
+    assert cfg.max_concurrent == defaults.DEFAULT_MAX_CONCURRENT and cfg.log_level == "INFO"
+
+
+def test_environment_then_flags_win() -> None:
+    env = {"PYTHON_POLICY_WORKERS": "3", "PYTHON_POLICY_MAX_CONCURRENT": "7",
+           "PYTHON_POLICY_TIMEOUT": "1.5", "LOG_LEVEL": "debug"}
+    cfg = parse_config([], env=env)
+    assert (cfg.workers, cfg.max_concurrent, cfg.timeout_s, cfg.log_level) == (3, 7, 1.5, "DEBUG")
+    cfg = parse_config(["--workers", "5", "--timeout", "2", "--log-level", "warn"], env=env)
+    assert (cfg.workers, cfg.timeout_s, cfg.log_level) == (5, 2.0, "WARNING")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        ([], {"PYTHON_POLICY_WORKERS": "abc"}, "PYTHON_POLICY_WORKERS: expected a positive integer"),
+        ([], {"PYTHON_POLICY_WORKERS": "0"}, "PYTHON_POLICY_WORKERS"),
+        ([], {"PYTHON_POLICY_MAX_CONCURRENT": "-1"}, "PYTHON_POLICY_MAX_CONCURRENT"),
+        ([], {"PYTHON_POLICY_TIMEOUT": "soon"}, "PYTHON_POLICY_TIMEOUT: expected a positive"),
+        ([], {"PYTHON_POLICY_TIMEOUT": "inf"}, "PYTHON_POLICY_TIMEOUT"),
+        ([], {"LOG_LEVEL": "chatty"}, "LOG_LEVEL: expected one of"),
+        (["--workers", "x"], {}, "--workers: expected a positive integer"),
+        (["--timeout", "0"], {}, "--timeout"),
+    ],
+)
+def test_invalid_values_are_errors(argv: list[str], env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        parse_config(argv, env=env)
+
+
+@pytest.mark.parametrize(
+    ("listen", "tcp"),
+    [("127.0.0.1:9004", True), ("[::1]:9004", True), ("localhost:0", True),
+     ("/var/run/x.sock", False), ("unix:/tmp/x.sock", False), ("./rel.sock", False),
+     ("name-without-port", False)],
+)
+def test_listen_address_kind(listen: str, tcp: bool) -> None:
+    assert is_tcp_address(listen) is tcp
+    cfg = parse_config(["--listen", listen], env={})
+    assert (cfg.socket_path is None) is tcp
+
+
+def test_unix_prefix_is_stripped_and_listen_env() -> None:
+    assert parse_config(["--listen", "unix:/tmp/a.sock"], env={}).socket_path == "/tmp/a.sock"
+    assert parse_config([], env={"PYTHON_EXECUTOR_LISTEN": "/tmp/b.sock"}).listen == "/tmp/b.sock"
