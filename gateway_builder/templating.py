@@ -29,6 +29,12 @@ def _docker_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _label_quote(value: Any) -> str:
+    """A double-quoted Dockerfile word: quotes, backslashes and ``$`` escaped, no control chars."""
+    text = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in str(value))
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     """The shared Jinja2 environment (strict, no autoescape, trailing newline kept)."""
@@ -42,6 +48,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["sh"] = shlex.quote
     env.filters["json"] = _docker_json
+    env.filters["label"] = _label_quote
     return env
 
 
