@@ -27,6 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -127,27 +128,29 @@ class SmokeReport:
 
 @dataclass
 class Inputs:
-    """The registry entries and, per policy, its samples and requirement pins."""
+    """The registry entries and, per policy, its samples and dependency pins."""
 
     entries: list[PolicyEntry]
     samples: dict[str, list[Sample]]
     pins: dict[str, dict[str, str]]
-    origin: str  # "context DIR" or "image"
+    origin: str  # "context DIR" or "image IMAGE"
+    #: Policies whose pins are their venv's whole lock (from the build manifest).
+    complete_pins: set[str] = field(default_factory=set)
 
 
-def _parse_registry_file(path: Path, label: str) -> list[PolicyEntry]:
+def _read_json(path: Path, label: str, what: str) -> Any:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise InputError(f"{label}: cannot read the policy registry: {exc}") from None
-    try:
-        return parse_registry(data, label)
-    except RegistryError as exc:
-        raise InputError(str(exc)) from None
+        raise InputError(f"{label}: cannot read the {what}: {exc}") from None
 
 
 def load_inputs(root: Path, origin: str, *, registry_required: bool) -> Inputs:
-    """Registry, samples and pins found under ``root`` (a rendered context or an image tree)."""
+    """Registry, samples and pins found under ``root`` (a rendered context or an image tree).
+
+    Pins come from the build manifest (each venv's complete lock) when there is one, else from
+    ``requirements.txt`` next to a policy's samples.
+    """
     registry = checks.find_registry(root)
     if registry is None:
         if registry_required:
@@ -156,21 +159,29 @@ def load_inputs(root: Path, origin: str, *, registry_required: bool) -> Inputs:
             )
         return Inputs(entries=[], samples={}, pins={}, origin=origin)
     label = f"{origin}: {registry.relative_to(root)}"
-    entries = _parse_registry_file(registry, label)
+    try:
+        entries = parse_registry(_read_json(registry, label, "policy registry"), label)
+    except RegistryError as exc:
+        raise InputError(str(exc)) from None
+    inputs = Inputs(entries=entries, samples={}, pins={}, origin=origin)
+    manifest = checks.find_build_manifest(root)
+    if manifest is not None:
+        mlabel = f"{origin}: {manifest.relative_to(root)}"
+        locked = checks.manifest_distributions(_read_json(manifest, mlabel, "build manifest"))
+        inputs.pins.update(locked)
+        inputs.complete_pins.update(locked)
     dirs = checks.find_policy_dirs(root, [e.name for e in entries])
-    samples: dict[str, list[Sample]] = {}
-    pins: dict[str, dict[str, str]] = {}
     for entry in entries:
         folder = dirs.get(entry.name)
         if folder is None:
             continue
-        samples[entry.name] = samples_mod.load_samples(
+        inputs.samples[entry.name] = samples_mod.load_samples(
             entry.name, folder / "samples", label_root=root
         )
         req = folder / "requirements.txt"
-        if req.is_file():
-            pins[entry.name] = checks.parse_pins(req.read_text(encoding="utf-8"))
-    return Inputs(entries=entries, samples=samples, pins=pins, origin=origin)
+        if entry.name not in inputs.pins and req.is_file():
+            inputs.pins[entry.name] = checks.parse_pins(req.read_text(encoding="utf-8"))
+    return inputs
 
 
 def _safe_extract(data: bytes, dest: Path) -> None:
@@ -190,29 +201,29 @@ def _safe_extract(data: bytes, dest: Path) -> None:
                     target.write_bytes(src.read())
 
 
-def _copy_out(container: Container, path: str, dest: Path) -> bool:
-    """Copy ``path`` out of a (created or stopped) container into ``dest``; False if absent."""
+def _copy_out(container: Container, path: str, root: Path) -> bool:
+    """Copy ``path`` out of a (created or stopped) container to the same place under ``root``."""
     try:
         stream, _ = container.get_archive(path)
     except NotFound:
         return False
+    dest = root / PurePosixPath(path).parent.relative_to("/")
+    dest.mkdir(parents=True, exist_ok=True)
     _safe_extract(b"".join(stream), dest)
     return True
 
 
+#: What the smoke test reads out of an image when no context is given.
+IMAGE_INPUTS = (options.REGISTRY_PATH, checks.BUILD_MANIFEST_PATH, options.POLICIES_DIR)
+
+
 def image_inputs(client: Any, image: str, work: Path) -> Inputs:
-    """Registry and samples read out of the image (a created, never started, container)."""
+    """Registry, build manifest and policy folders read out of the image (never started)."""
     container = client.containers.create(image)
+    root = work / "image"
     try:
-        root = work / "image"
-        exec_dir = root / options.EXECUTOR_DIR.lstrip("/")
-        exec_dir.mkdir(parents=True)
-        _copy_out(container, options.REGISTRY_PATH, exec_dir)
-        _copy_out(
-            container,
-            options.POLICIES_DIR,
-            root / PurePosixPath(options.POLICIES_DIR).parent.relative_to("/"),
-        )
+        for path in IMAGE_INPUTS:
+            _copy_out(container, path, root)
     finally:
         with suppress(DockerException):
             container.remove(force=True)
@@ -463,7 +474,7 @@ def run_samples(
                 sample, request_id=f"smoke-{count}", instance_id=iid, policy_version=entry.version
             )
             t0 = time.perf_counter()
-            response = _call(f"ExecuteStream {sample.file}", lambda r=request: client.execute(r))  # type: ignore[misc]
+            response = _call(f"ExecuteStream {sample.file}", partial(client.execute, request))
             latencies.append((time.perf_counter() - t0) * 1000)
             outcome = samples_mod.outcome_of(response, sample)
             problems = samples_mod.check_expectation(outcome, sample.expect)
@@ -595,10 +606,13 @@ class _Smoke:
         if not self.inputs.entries or self.health is None:
             return "no Python policies"
         reported = {p.name: dict(p.distributions) for p in self.health.policies}
-        result = checks.check_isolation(reported, self.inputs.pins)
+        result = checks.check_isolation(
+            reported, self.inputs.pins, complete=self.inputs.complete_pins
+        )
         if result.problems:
             raise _StepFailed("; ".join(result.problems))
         pinned = sum(result.pins_checked.values())
+        source = "locked" if self.inputs.complete_pins else "pinned"
         if result.differing:
             shown = [
                 f"{dist} " + " / ".join(f"{p} {v}" for p, v in versions.items())
@@ -607,7 +621,7 @@ class _Smoke:
             diff = "; ".join(shown)
         else:
             diff = "no distribution differs between policies"
-        return f"{pinned} pins match; {diff}"
+        return f"{pinned} {source} versions match; {diff}"
 
     def do_fail_fast(self) -> str:
         self.second = _Run(self.image, self.timeout)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -223,7 +223,7 @@ class Proc:
 
 
 def parse_proc_dump(data: bytes) -> list[Proc]:
-    """Parse the output of :data:`PROC_DUMP_SCRIPT`; processes that vanished mid-read are skipped."""
+    """Parse :data:`PROC_DUMP_SCRIPT` output; processes that vanished mid-read are skipped."""
     procs = []
     for chunk in data.split(b"\n@@proc ")[1:]:
         head, _, rest = chunk.partition(b"\n")
@@ -356,19 +356,37 @@ def process_problems(procs: Sequence[Proc], *, expect_executor: bool = True) -> 
 # Isolation: each policy's own dependency versions
 # --------------------------------------------------------------------------------------------
 
-_PIN = re.compile(
-    r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*([^\s;#,]+)\s*(?:[;#].*)?$"
-)
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*([^\s;,]+)")
 
 
 def parse_pins(text: str) -> dict[str, str]:
-    """``name==version`` pins of a requirements file (canonical names); other lines are ignored."""
+    """``name==version`` pins of a requirements or lock file (canonical names).
+
+    Comments, ``--hash`` options, environment markers and backslash continuations are allowed;
+    lines that pin nothing (ranges, ``-r``, URLs) are ignored.
+    """
     pins: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.split(" #", 1)[0].strip()
         m = _PIN.match(line)
-        if m:
+        if m and not line.startswith("#"):
             pins[canonicalize_name(m.group(1))] = m.group(2)
     return pins
+
+
+def manifest_distributions(data: Any) -> dict[str, dict[str, str]]:
+    """Per policy, every distribution of its venv from a ``build-manifest.json`` document."""
+    found: dict[str, dict[str, str]] = {}
+    policies = data.get("python_policies") if isinstance(data, dict) else None
+    for entry in policies if isinstance(policies, list) else []:
+        dists = entry.get("distributions") if isinstance(entry, dict) else None
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("name"), str)
+            and isinstance(dists, dict)
+        ):
+            found[entry["name"]] = {canonicalize_name(k): str(v) for k, v in dists.items()}
+    return found
 
 
 def canonical_distributions(reported: Mapping[str, str]) -> dict[str, str]:
@@ -391,16 +409,19 @@ def check_isolation(
     reported: Mapping[str, Mapping[str, str]],
     pins: Mapping[str, Mapping[str, str]],
     *,
+    complete: Iterable[str] = (),
     sdk: str = "apip-sdk-core",
 ) -> IsolationResult:
     """Compare each policy's reported distributions with its pins and with the other policies.
 
-    ``reported``: policy -> distributions from HealthCheck; ``pins``: policy -> ``==`` pins of the
-    policy's requirements.txt (may be empty). Every policy must report a non-empty set that holds
-    the SDK and each of its pins at the pinned version; where two policies pin one distribution
-    at different versions, each must report its own version.
+    ``reported``: policy -> distributions from HealthCheck; ``pins``: policy -> ``==`` pins (from
+    the build manifest's lock, or the policy's requirements.txt; may be empty). Every policy must
+    report a non-empty set that holds the SDK and each of its pins at the pinned version; for the
+    policies in ``complete`` the pins are the whole venv, so anything else installed is a problem
+    too. Where two policies pin one distribution differently, each must report its own version.
     """
     result = IsolationResult()
+    whole = set(complete)
     canon = {name: canonical_distributions(d) for name, d in reported.items()}
     for name in sorted(canon):
         dists = canon[name]
@@ -415,8 +436,13 @@ def check_isolation(
             got = dists.get(dist)
             if got != version:
                 result.problems.append(
-                    f"policy {name}: {dist} is {got or 'not installed'}, its requirement pins {version}"
+                    f"policy {name}: {dist} is {got or 'not installed'}, its lock pins {version}"
                 )
+        if name in whole:
+            extra = sorted(set(dists) - set(own))
+            if extra:
+                shown = ", ".join(f"{d} {dists[d]}" for d in extra[:5])
+                result.problems.append(f"policy {name}: installed but not locked: {shown}")
     all_dists: list[str] = sorted({d for dists in canon.values() for d in dists})
     for shared in all_dists:
         versions = {name: canon[name][shared] for name in sorted(canon) if shared in canon[name]}
@@ -432,9 +458,24 @@ def check_isolation(
 
 def find_registry(root: Path) -> Path | None:
     """The policy registry in a rendered context (or an extracted image tree); shallowest wins."""
-    name = options.REGISTRY_FILE_NAME
-    direct = [root / name, root / options.EXECUTOR_DIR.lstrip("/") / name]
-    for path in direct:
+    return _find_file(root, options.REGISTRY_PATH)
+
+
+#: File name of the build manifest (render writes it at the context root and into the image).
+BUILD_MANIFEST_NAME = "build-manifest.json"
+BUILD_MANIFEST_PATH = f"{options.APP_DIR}/{BUILD_MANIFEST_NAME}"
+
+
+def find_build_manifest(root: Path) -> Path | None:
+    """The build manifest in a rendered context or an extracted image tree."""
+    return _find_file(root, BUILD_MANIFEST_PATH)
+
+
+def _find_file(root: Path, image_path: str) -> Path | None:
+    """``image_path`` under ``root`` as the context (root, rootfs/) or an image tree has it."""
+    name = PurePosixPath(image_path).name
+    rel = image_path.lstrip("/")
+    for path in (root / name, root / "rootfs" / rel, root / rel):
         if path.is_file():
             return path
     found = sorted(root.rglob(name), key=lambda p: (len(p.parts), str(p)))

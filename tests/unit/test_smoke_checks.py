@@ -281,8 +281,40 @@ def test_no_executor_needed_without_python_policies() -> None:
 
 
 def test_parse_pins() -> None:
-    text = "# deps\nJinja2==3.1.4\nMarkupSafe == 2.1.5 ; python_version>'3'\nrequests>=2\n-r other.txt\nfoo[bar]==1.0  # x\n"
-    assert c.parse_pins(text) == {"jinja2": "3.1.4", "markupsafe": "2.1.5", "foo": "1.0"}
+    text = (
+        "# deps\nJinja2==3.1.4\nMarkupSafe == 2.1.5 ; python_version>'3'\nrequests>=2\n"
+        "-r other.txt\nfoo[bar]==1.0  # x\n#skipped==1\n"
+        "numpy==2.1.3 --hash=sha256:aa --hash=sha256:bb\n"
+        "grpcio==1.71.0 \\\n    --hash=sha256:cc\n"
+    )
+    assert c.parse_pins(text) == {
+        "jinja2": "3.1.4",
+        "markupsafe": "2.1.5",
+        "foo": "1.0",
+        "numpy": "2.1.3",
+        "grpcio": "1.71.0",
+    }
+
+
+def test_manifest_distributions() -> None:
+    doc = {
+        "python_policies": [
+            {"name": "a", "distributions": {"MarkupSafe": "2.1.5", "apip_sdk_core": "0.2.3"}},
+            {"name": "b"},
+            "junk",
+        ]
+    }
+    assert c.manifest_distributions(doc) == {"a": {"markupsafe": "2.1.5", "apip-sdk-core": "0.2.3"}}
+    assert c.manifest_distributions([]) == {}
+
+
+def test_a_complete_lock_also_flags_extra_distributions() -> None:
+    reported = {"a": {"markupsafe": "2.1.5", "apip-sdk-core": "0.2.3", "pip": "24.0"}}
+    pins = {"a": {"markupsafe": "2.1.5", "apip-sdk-core": "0.2.3"}}
+    assert c.check_isolation(reported, pins).problems == []
+    assert c.check_isolation(reported, pins, complete={"a"}).problems == [
+        "policy a: installed but not locked: pip 24.0"
+    ]
 
 
 def test_isolation_with_conflicting_pins() -> None:
@@ -310,9 +342,9 @@ def test_isolation_problems() -> None:
     }
     pins = {"a": {"markupsafe": "2.1.5"}, "b": {"markupsafe": "3.0.2", "jinja2": "3.1.4"}}
     assert c.check_isolation(reported, pins).problems == [
-        "policy a: markupsafe is 3.0.2, its requirement pins 2.1.5",
+        "policy a: markupsafe is 3.0.2, its lock pins 2.1.5",
         "policy b: apip-sdk-core is not installed in its environment",
-        "policy b: jinja2 is not installed, its requirement pins 3.1.4",
+        "policy b: jinja2 is not installed, its lock pins 3.1.4",
         "policy c reports no installed distributions",
     ]
 
@@ -349,6 +381,22 @@ def test_find_registry_and_policy_dirs(tmp_path: Path) -> None:
 
 def test_find_registry_none(tmp_path: Path) -> None:
     assert c.find_registry(tmp_path) is None
+    assert c.find_build_manifest(tmp_path) is None
+
+
+@pytest.mark.parametrize("layout", ["context", "image"])
+def test_registry_and_build_manifest_in_context_and_image_layouts(
+    tmp_path: Path, layout: str
+) -> None:
+    prefix = tmp_path / "rootfs" if layout == "context" else tmp_path
+    registry = prefix / options.REGISTRY_PATH.lstrip("/")
+    registry.parent.mkdir(parents=True)
+    registry.write_text("{}")
+    manifest = (tmp_path if layout == "context" else prefix / "app") / c.BUILD_MANIFEST_NAME
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("{}")
+    assert c.find_registry(tmp_path) == registry
+    assert c.find_build_manifest(tmp_path) == manifest
 
 
 # ---- the table -----------------------------------------------------------------------------
