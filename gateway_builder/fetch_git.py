@@ -315,6 +315,8 @@ def fetch_git(
 def _check_subdirectory(
     remote: GitRemote, commit: str, subdirectory: str, what: str, ref: str
 ) -> str:
+    if not subdirectory:
+        return ""
     rel = safe_relpath(subdirectory, f"{what}: subdirectory")
     if str(rel) == ".":
         return ""

@@ -16,6 +16,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from gateway_builder import options
 from gateway_builder.cache import Cache
 from gateway_builder.errors import BuildError, InputError
+from gateway_builder.pyindex import default_index_url
 from gateway_builder.toolenv import find_python, isolated_env, run_tool, uv_binary
 from gateway_builder.treeutil import copy_tree, safe_relpath
 
@@ -126,7 +127,7 @@ def build_wheel(
             "--out-dir",
             str(out),
             "--index-url",
-            index_url or options.DEFAULT_INDEX_URL,
+            index_url or default_index_url(),
             "--cache-dir",
             str(cache.subdir("uv")),
             "--quiet",

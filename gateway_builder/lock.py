@@ -28,7 +28,6 @@ from gateway_builder.errors import InputError, StaleLockError
 from gateway_builder.fetch import FetchedPolicy, SourcePin, canonical_json, read_requirements_txt
 from gateway_builder.lockfile import Lock, LockedEnv, LockedPackage, LockedPolicy, read_lock
 from gateway_builder.manifest import Manifests
-from gateway_builder.redact import redact_url
 from gateway_builder.resolve import ResolveRequest, dedupe, get_resolver
 from gateway_builder.ui import UI
 
@@ -121,14 +120,11 @@ def _digest(data: Any) -> str:
 
 
 def _env_digest(
-    python: str, requirements: Sequence[str], platforms: Sequence[str], index: str | None
+    python: str, requirements: Sequence[str], platforms: Sequence[str]
 ) -> dict[str, Any]:
-    return {
-        "python": python,
-        "requirements": list(requirements),
-        "platforms": sorted(platforms),
-        "index": redact_url(index) if index else options.DEFAULT_INDEX_URL,
-    }
+    # The index is not an input here: a policy's own index_url is in its spec digest, and the
+    # default index (or a mirror of it) must serve the same files, which the hashes verify.
+    return {"python": python, "requirements": list(requirements), "platforms": sorted(platforms)}
 
 
 def policy_requirements(fetched: FetchedPolicy) -> tuple[str, ...]:
@@ -138,9 +134,7 @@ def policy_requirements(fetched: FetchedPolicy) -> tuple[str, ...]:
 
 def policy_input_digest(fetched: FetchedPolicy, platforms: Sequence[str]) -> str:
     """Digest of everything that determines a policy's locked environment."""
-    data = _env_digest(
-        fetched.python_version, policy_requirements(fetched), platforms, fetched.index_url
-    )
+    data = _env_digest(fetched.python_version, policy_requirements(fetched), platforms)
     data.update(
         {
             "spec": fetched.spec_digest,
@@ -247,7 +241,7 @@ def lock_policies(
         return _EnvTask(label, python, reqs, index, digest, prev, upgrade, touched)
 
     tasks: dict[str, _EnvTask] = {}
-    inst_digest = _digest(_env_digest(options.INSTALLER_PYTHON, installer_in, platforms, None))
+    inst_digest = _digest(_env_digest(options.INSTALLER_PYTHON, installer_in, platforms))
     tasks["installer"] = task(
         "the installer",
         options.INSTALLER_PYTHON,
@@ -257,7 +251,7 @@ def lock_policies(
         previous.installer if previous else None,
         opts.upgrade,
     )
-    exec_digest = _digest(_env_digest(options.DEFAULT_PYTHON, executor_in, platforms, None))
+    exec_digest = _digest(_env_digest(options.DEFAULT_PYTHON, executor_in, platforms))
     tasks["executor"] = task(
         "the executor",
         options.DEFAULT_PYTHON,

@@ -48,6 +48,8 @@ UV_PLATFORM_TRIPLES: Final = {
     "aarch64": "aarch64-manylinux_2_28",
 }
 DEFAULT_INDEX_URL: Final = "https://pypi.org/simple"
+#: Environment variable naming another default index (a mirror); policies' own index_url win.
+INDEX_URL_ENV: Final = "GATEWAY_BUILDER_INDEX_URL"
 #: The installer locked for the image's builder stages (a pinned, hashed pip wheel).
 INSTALLER_REQUIREMENTS: Final = ("pip",)
 #: Python version the installer is resolved for: the oldest supported, so it runs on all of them.

@@ -117,11 +117,16 @@ def _ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+def default_index_url() -> str:
+    """``$GATEWAY_BUILDER_INDEX_URL`` (a mirror) if set, else the public index."""
+    return os.environ.get(options.INDEX_URL_ENV) or options.DEFAULT_INDEX_URL
+
+
 class IndexClient:
     """Read one index (``https://host/simple`` or ``file:///dir``)."""
 
     def __init__(self, index_url: str | None = None, *, timeout: float = 60.0) -> None:
-        url = (index_url or options.DEFAULT_INDEX_URL).rstrip("/") + "/"
+        url = (index_url or default_index_url()).rstrip("/") + "/"
         parts = urlsplit(url)
         self._auth: str | None = None
         self._host = parts.hostname or ""
@@ -135,7 +140,7 @@ class IndexClient:
                 netloc += f":{parts.port}"
             url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
         self.url = url
-        self.display = redact_url(index_url or options.DEFAULT_INDEX_URL)
+        self.display = redact_url(index_url or default_index_url())
         self.timeout = timeout
         self._context = _ssl_context()
 

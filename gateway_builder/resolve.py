@@ -25,7 +25,7 @@ from gateway_builder import options
 from gateway_builder.cache import Cache
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.lockfile import LockedPackage
-from gateway_builder.pyindex import IndexClient, best_wheel, file_version
+from gateway_builder.pyindex import IndexClient, best_wheel, default_index_url, file_version
 from gateway_builder.redact import redact_text
 from gateway_builder.toolenv import (
     find_python,
@@ -124,7 +124,7 @@ class UvResolver:
                 "--python-platform",
                 options.UV_PLATFORM_TRIPLES[request.platform],
                 "--index-url",
-                request.index_url or options.DEFAULT_INDEX_URL,
+                request.index_url or default_index_url(),
                 "--no-header",
                 "--quiet",
                 "--cache-dir",
@@ -276,7 +276,7 @@ class PipToolsResolver:
                 "--no-emit-find-links",
                 "--no-emit-trusted-host",
                 "--index-url",
-                request.index_url or options.DEFAULT_INDEX_URL,
+                request.index_url or default_index_url(),
                 "--cache-dir",
                 self.cache.subdir("pip"),
                 "--quiet",
@@ -292,7 +292,7 @@ class PipToolsResolver:
     def _artifacts(
         self, pins: list[tuple[str, str, set[str]]], request: ResolveRequest
     ) -> list[LockedPackage]:
-        key = request.index_url or options.DEFAULT_INDEX_URL
+        key = request.index_url or default_index_url()
         client = self._clients.setdefault(key, IndexClient(request.index_url))
         out = []
         for name, version, hashes in pins:

@@ -1,0 +1,359 @@
+"""Lock semantics against a real local index: per-Python pins, isolation, incremental relock,
+upgrades, --check with a diff, byte-identical relock, resolver errors, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from gwb_factories import GitRepo, LocalIndex, write_policy
+
+from gateway_builder import options
+from gateway_builder.cache import Cache
+from gateway_builder.cli import main
+from gateway_builder.errors import BuildError, StaleLockError
+from gateway_builder.lockfile import Lock, read_lock
+from gateway_builder.pipeline import prepare_plan
+from gateway_builder.plan import BaseImages, PythonBase
+
+pytestmark = pytest.mark.integration
+
+
+class Project:
+    """A temp project: manifests/python-build.yaml + policies/<name>/ + a cache."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.manifests = root / "manifests"
+        self.manifests.mkdir(parents=True)
+        self.cache = root / "cache"
+        self.manifest = self.manifests / "python-build.yaml"
+        self.lock = self.manifests / options.LOCK_FILE_NAME
+
+    def policy(self, name: str, requirements: list[str], **kw: object) -> Path:
+        return write_policy(self.root / "policies" / name, name, requirements=requirements, **kw)  # type: ignore[arg-type]
+
+    def write_manifest(self, entries: str, default_python: str = "3.11") -> None:
+        self.manifest.write_text(
+            f'version: v1\ndefaults:\n  python: "{default_python}"\npolicies:\n'
+            + textwrap.indent(textwrap.dedent(entries).strip("\n"), "  ")
+            + "\n"
+        )
+
+    def run(self, *args: str) -> int:
+        return main(
+            [
+                args[0],
+                "--python-build-file",
+                str(self.manifest),
+                "--cache-dir",
+                str(self.cache),
+                *args[1:],
+            ]
+        )
+
+    def read(self) -> Lock:
+        return read_lock(self.lock)
+
+
+def pins(lock: Lock, policy: str, platform: str = "x86_64") -> dict[str, str]:
+    entry = lock.policy(policy)
+    assert entry is not None
+    return {p.name: p.version for p in entry.env.packages[platform]}
+
+
+@pytest.fixture
+def project(tmp_path: Path, local_index: LocalIndex, monkeypatch: pytest.MonkeyPatch) -> Project:
+    monkeypatch.setenv(options.INDEX_URL_ENV, local_index.http_url)
+    return Project(tmp_path / "project")
+
+
+def path_entry(name: str, extra: str = "") -> str:
+    return f"- name: {name}\n  source:\n    path: ../policies/{name}\n{extra}"
+
+
+def test_multi_python_each_policy_pinned_for_its_version(project: Project) -> None:
+    project.policy("old-py", ["tinydep"])
+    project.policy("new-py", ["tinydep"], python_version="3.12")
+    project.write_manifest(path_entry("old-py", '  python: "3.10"\n') + path_entry("new-py"))
+    assert project.run("lock") == 0
+    lock = project.read()
+    # tinydep 2.0.0 requires Python >= 3.11; 2.1.0rc1 is a pre-release.
+    assert pins(lock, "old-py") == {"apip-sdk-core": "0.2.3", "tinydep": "1.1.0"}
+    assert pins(lock, "new-py") == {"apip-sdk-core": "0.2.3", "tinydep": "2.0.0"}
+    pythons = {p.name: p.env.python for p in lock.policies}
+    assert pythons == {"old-py": "3.10", "new-py": "3.12"}  # 3.12 from python_version.txt
+    # Executor and installer sections are locked with hashes too.
+    assert {p.name for p in lock.executor.packages["x86_64"]} == {"grpcio", "protobuf"}
+    assert [p.name for p in lock.installer.packages["x86_64"]] == ["pip"]
+    new_py = lock.policy("new-py")
+    assert new_py is not None
+    for pkg in new_py.env.packages["x86_64"]:
+        assert len(pkg.hashes) == 1 and pkg.hashes[0].startswith("sha256:")
+        assert pkg.files[0].endswith(".whl")
+
+
+def test_conflicting_policies_lock_independently(project: Project) -> None:
+    project.policy("one", ["tinydep==1.0.0"])
+    project.policy("two", ["tinydep==2.0.0"])
+    project.write_manifest(path_entry("one") + path_entry("two"))
+    assert project.run("lock") == 0
+    lock = project.read()
+    assert pins(lock, "one")["tinydep"] == "1.0.0"
+    assert pins(lock, "two")["tinydep"] == "2.0.0"
+
+
+def test_relock_is_byte_identical_and_leaves_the_file_alone(project: Project) -> None:
+    project.policy("one", ["tinytop"])
+    project.write_manifest(path_entry("one"))
+    assert project.run("lock") == 0
+    first = project.lock.read_bytes()
+    os.utime(project.lock, (1_000_000, 1_000_000))
+    assert project.run("lock") == 0
+    assert project.lock.read_bytes() == first
+    assert project.lock.stat().st_mtime == 1_000_000  # not rewritten
+    # A fresh cache gives the same bytes too.
+    project.cache = project.root / "cache2"
+    project.lock.unlink()
+    assert project.run("lock") == 0
+    assert project.lock.read_bytes() == first
+
+
+def test_incremental_relock_keeps_unchanged_policies_and_existing_pins(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.policy("one", ["tinydep==1.0.0"])
+    project.policy("two", ["tinydep==1.0.0"])
+    project.write_manifest(path_entry("one") + path_entry("two"))
+    assert project.run("lock") == 0
+    before = project.read()
+    # Relax one's pin and add a dependency: its old pin is kept as a preference.
+    project.policy("one", ["tinydep>=1", "tinytop"])
+    capsys.readouterr()
+    assert project.run("lock", "--json") == 0
+    out = capsys.readouterr().out
+    import json
+
+    result = json.loads(out)
+    assert result["resolved"] == ["policy 'one'"]
+    assert "policy 'two'" in result["kept"] and "the executor" in result["kept"]
+    after = project.read()
+    assert pins(after, "one") == {"apip-sdk-core": "0.2.3", "tinydep": "1.0.0", "tinytop": "1.0.0"}
+    assert after.policy("two") == before.policy("two")
+
+
+def test_upgrade_policy_and_upgrade_package(project: Project) -> None:
+    project.policy("one", ["tinydep==1.0.0"])
+    project.policy("two", ["tinydep==1.0.0"])
+    project.write_manifest(path_entry("one") + path_entry("two"))
+    assert project.run("lock") == 0
+    for name in ("one", "two"):
+        project.policy(name, ["tinydep"])
+    # Unpinned now, but the lock keeps 1.0.0 until asked to upgrade.
+    assert project.run("lock") == 0
+    assert pins(project.read(), "one")["tinydep"] == "1.0.0"
+    assert project.run("lock", "--upgrade-policy", "one") == 0
+    lock = project.read()
+    assert pins(lock, "one")["tinydep"] == "2.0.0"
+    assert pins(lock, "two")["tinydep"] == "1.0.0"
+    assert project.run("lock", "--upgrade-package", "TinyDep") == 0
+    assert pins(project.read(), "two")["tinydep"] == "2.0.0"
+    assert project.run("lock", "--upgrade-policy", "nope") == 2
+
+
+def test_check_reports_a_readable_diff(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.policy("one", ["tinydep==1.0.0"])
+    project.write_manifest(path_entry("one"))
+    assert project.run("lock", "--check") == 1  # no lock yet
+    assert project.run("lock") == 0
+    capsys.readouterr()
+    assert project.run("lock", "--check") == 0
+    assert "up to date" in capsys.readouterr().out
+    project.policy("one", ["tinydep==1.1.0"])
+    assert project.run("lock", "--check") == 1
+    err = capsys.readouterr().err
+    assert "is out of date with the manifests (policy 'one')" in err
+    assert '-  "tinydep==1.0.0",' in err and '+  "tinydep==1.1.0",' in err
+    assert "--- " in err and "+++ " in err
+    # --check never writes.
+    assert pins(project.read(), "one")["tinydep"] == "1.0.0"
+    assert project.run("lock") == 0
+    assert project.run("lock", "--check") == 0
+
+
+def test_resolution_failure_names_policy_python_and_reason(project: Project) -> None:
+    project.policy("needs-new", ["tinydep==2.0.0"])
+    project.write_manifest(path_entry("needs-new", '  python: "3.10"\n'))
+    from gateway_builder.cli import build_parser
+    from gateway_builder.lock import command
+    from gateway_builder.ui import UI
+
+    args = build_parser().parse_args(
+        ["lock", "--python-build-file", str(project.manifest), "--cache-dir", str(project.cache)]
+    )
+    with pytest.raises(BuildError) as info:
+        command(args, UI(verbosity=-1))
+    message = str(info.value)
+    assert "policy 'needs-new'" in message and "Python 3.10" in message and "with uv" in message
+    assert info.value.details and "tinydep" in info.value.details
+    assert project.run("lock") == 1
+
+
+def test_platform_flag_adds_aarch64_and_sticks(project: Project) -> None:
+    project.policy("plat", ["tinyplat"], python_version="3.12")
+    project.write_manifest(path_entry("plat"))
+    assert project.run("lock", "--platform", "aarch64") == 0
+    lock = project.read()
+    assert lock.platforms == ("aarch64", "x86_64")
+    entry = lock.policy("plat")
+    assert entry is not None
+    arm = {p.name: p.files[0] for p in entry.env.packages["aarch64"]}
+    x86 = {p.name: p.files[0] for p in entry.env.packages["x86_64"]}
+    assert arm["tinyplat"].endswith("manylinux2014_aarch64.whl")
+    assert x86["tinyplat"].endswith("manylinux2014_x86_64.whl") and "cp312" in x86["tinyplat"]
+    assert project.run("lock", "--check") == 0  # aarch64 stays without the flag
+
+
+def test_git_floating_ref_keeps_its_pin_until_upgraded(
+    project: Project, git_repo_factory: Callable[[str], GitRepo], capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = git_repo_factory("remote")
+    folder = write_policy(repo.path / "pol", "gitpol", requirements=["tinydep==1.0.0"])
+    repo.commit("v1.0.0")
+    repo.tag("v1.0.0")
+    project.write_manifest(
+        f"- name: gitpol\n  source:\n    git:\n      url: {repo.url}\n      ref: v1\n      subdirectory: pol\n"
+    )
+    assert project.run("lock") == 0
+    first = project.read().policy("gitpol")
+    assert first is not None and first.tag == "v1.0.0" and first.commit_time is not None
+    write_policy(folder, "gitpol", version="v1.1.0", requirements=["tinydep==1.1.0"])
+    repo.commit("v1.1.0")
+    repo.tag("v1.1.0")
+    assert project.run("lock") == 0
+    assert project.read().policy("gitpol") == first  # pinned
+    assert project.run("lock", "--check") == 0
+    assert project.run("lock", "--upgrade-policy", "gitpol") == 0
+    moved = project.read().policy("gitpol")
+    assert moved is not None and moved.tag == "v1.1.0" and moved.version == "v1.1.0"
+    assert pins(project.read(), "gitpol")["tinydep"] == "1.1.0"
+    # Re-pointing an exact tag is reported by --check (and so by build --locked).
+    project.write_manifest(
+        f"- name: gitpol\n  source:\n    git:\n      url: {repo.url}\n      ref: v1.1.0\n      subdirectory: pol\n"
+    )
+    assert project.run("lock") == 0
+    (folder / "extra.py").write_text("X = 1\n")
+    repo.commit("sneaky")
+    repo.tag("v1.1.0", force=True)
+    capsys.readouterr()
+    assert project.run("lock", "--check") == 1
+    err = capsys.readouterr().err
+    assert "tag v1.1.0" in err and "moved from" in err
+
+
+def test_cli_input_errors_exit_2(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    project.policy("one", ["tinydep"])
+    project.write_manifest(path_entry("one"))
+    assert project.run("fetch", "--offline") == 0  # path sources need no network
+    project.lock.write_text('format = "something-else"\n')
+    assert project.run("lock", "--check") == 2
+    assert "format" in capsys.readouterr().err
+    project.lock.write_text(project.lock.read_text() + "garbage = [\n")
+    assert project.run("lock", "--check") == 2
+    # A plain `lock` replaces an unreadable lock (with a warning).
+    assert project.run("lock") == 0
+    assert "ignoring the unreadable lock file" in capsys.readouterr().err
+    project.policy("one", ["tinydep"], python_version="2.7")
+    assert project.run("fetch") == 2
+    assert "python_version.txt says '2.7'" in capsys.readouterr().err
+
+
+def _bases(versions: tuple[str, ...]) -> BaseImages:
+    return BaseImages(
+        engine_builder=None,
+        pythons=tuple(PythonBase(v, f"python:{v}", f"/usr/local/bin/python{v}") for v in versions),
+        runtime="runtime:test",
+    )
+
+
+def test_prepare_plan_locked_and_unlocked(project: Project, tmp_path: Path) -> None:
+    project.policy("one", ["tinydep"], python_version="3.12")
+    project.policy("two", ["tinydep==1.0.0"])
+    project.write_manifest(
+        path_entry("one") + path_entry("two", "  failure_mode: skip\n  params:\n    greeting: yo\n")
+    )
+    args = argparse.Namespace(
+        build_file=None,
+        python_build_file=project.manifest,
+        cache_dir=project.cache,
+        offline=False,
+        lock_file=None,
+        resolver="uv",
+        platforms=None,
+        locked=True,
+        policy_engine=None,
+        label=["org.example.team=gw"],
+        source_date_epoch=None,
+    )
+    from gateway_builder.ui import UI
+
+    ui = UI(verbosity=-1)
+    with pytest.raises(StaleLockError, match="no lock file"):
+        prepare_plan(args, ui, bases=_bases)
+    args.locked = False
+    plan = prepare_plan(args, ui, bases=_bases)
+    assert project.lock.is_file()
+    assert [p.name for p in plan.python_policies] == ["one", "two"]
+    one, two = plan.python_policies
+    assert one.python_version == "3.12" and two.python_version == "3.11"
+    assert plan.python_versions == ("3.11", "3.12")
+    assert [b.version for b in plan.bases.pythons] == ["3.11", "3.12"]
+    assert {r.name: r.version for r in one.requirements}["tinydep"] == "2.0.0"
+    assert two.failure_mode == "skip" and two.params == {"greeting": "yo"}
+    assert two.source_dir is not None and (two.source_dir / "policy.py").is_file()
+    assert two.module == "two.policy" and two.package_dir_name == "two"
+    assert two.source_label == "path:../policies/two"
+    assert plan.labels == (("org.example.team", "gw"),)
+    assert plan.source_date_epoch == options.DEFAULT_SOURCE_DATE_EPOCH
+    assert plan.lock_digest == project.read().digest
+    assert [r.name for r in plan.installer_requirements] == ["pip"]
+    args.locked = True
+    assert prepare_plan(args, ui, bases=_bases) == plan
+    project.policy("two", ["tinydep==1.1.0"])
+    with pytest.raises(StaleLockError) as info:
+        prepare_plan(args, ui, bases=_bases)
+    assert info.value.details and '+  "tinydep==1.1.0",' in info.value.details
+
+
+def test_lock_from_index_source_records_artifact(project: Project, local_index: LocalIndex) -> None:
+    project.write_manifest(
+        f"""
+        - name: index-policy
+          source:
+            pip:
+              package: gwbtest-index-policy
+              version: "~=1.0"
+              index_url: {local_index.http_url}
+        """
+    )
+    assert project.run("lock") == 0
+    entry = project.read().policy("index-policy")
+    assert entry is not None
+    assert entry.kind == "packaged" and entry.module == "index_policy_pkg.policy"
+    assert entry.artifact == "gwbtest_index_policy-1.1.0-py3-none-any.whl"
+    assert entry.resolved == f"sha256:{entry.artifact_sha256}"
+    assert entry.source_file == entry.artifact
+    assert pins(project.read(), "index-policy")["tinydep"] == "1.1.0"  # Requires-Dist tinydep<2
+    # Offline relock works from the cache alone.
+    assert project.run("lock", "--offline", "--check") == 0
+
+
+def test_cache_dir_env_and_default(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(options.CACHE_ENV, str(project.root / "env-cache"))
+    assert Cache.open().root == (project.root / "env-cache").resolve()
