@@ -12,11 +12,11 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -144,7 +144,7 @@ class UvResolver:
         return tuple(sorted(_from_pylock(data, request), key=lambda p: p.name))
 
 
-def _artifact_name(entry: dict[str, object]) -> str:
+def _artifact_name(entry: Mapping[str, Any]) -> str:
     for key in ("name", "url", "path"):
         value = entry.get(key)
         if isinstance(value, str) and value:
@@ -152,7 +152,7 @@ def _artifact_name(entry: dict[str, object]) -> str:
     return ""
 
 
-def _from_pylock(data: dict[str, object], request: ResolveRequest) -> list[LockedPackage]:
+def _from_pylock(data: Mapping[str, Any], request: ResolveRequest) -> list[LockedPackage]:
     out = []
     packages = data.get("packages", [])
     assert isinstance(packages, list)
