@@ -29,7 +29,7 @@ import tarfile
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -381,6 +381,11 @@ class _Builder:
         tag = local_tag("debian", key)
         if self.cached("debian", tag, start):
             return tag
+        if os.geteuid() != 0:
+            raise BuildError(
+                f"building the Debian base ({tag}) runs debootstrap, which needs root: run "
+                "'gateway-builder bases build' once as root (later runs reuse the image)"
+            )
         debootstrap = ensure_host_tool("debootstrap", "debootstrap", log=self.log)
         with tempfile.TemporaryDirectory(prefix="gateway-builder-debian-") as tmp:
             rootfs = Path(tmp) / "rootfs"
@@ -738,11 +743,3 @@ def command(args: argparse.Namespace, ui: Any) -> dict[str, Any]:
     if callable(emit):
         emit(result, _human(report))
     return result
-
-
-def iter_local_base_images(client: docker.DockerClient) -> Iterator[tuple[str, str]]:
-    """``(tag, image id)`` of every local base present in the engine (for listing and cleanup)."""
-    for image in client.images.list(filters={"label": KIND_LABEL}):
-        for tag in image.tags:
-            if tag.startswith(f"{options.LOCAL_BASE_REPO}/"):
-                yield tag, str(image.id)
