@@ -128,15 +128,26 @@ def last_error_line(lines: Sequence[LogLine], tag: str | None = None) -> str | N
 
 
 _FAILED_CAUSE = re.compile(r"\bfailed: (.+)$")
+#: "2026-11-27 04:00:01,002 [ERROR] gateway_executor.engine: " and similar logging prefixes.
+_LOG_PREFIX = re.compile(
+    r"^\d{4}-\d\d-\d\d[ T][\d:.,]+(?:[+-]\d{2}:?\d{2}|Z)?\s+\[?[A-Z]+\]?\s+[\w.]+:\s+"
+)
+
+
+def strip_log_prefix(text: str) -> str:
+    """A log line without its timestamp, level and logger name."""
+    return _LOG_PREFIX.sub("", text.strip(), count=1)
 
 
 def policy_failures(lines: Iterable[LogLine], names: Iterable[str]) -> dict[str, str]:
-    """Per policy, the cause from the last executor error line that names it.
+    """Per policy, the cause of its start-up failure from the executor's log lines.
 
-    The executor logs one line per failed policy (``policy NAME:VERSION failed: CAUSE``); the
-    cause is what follows ``failed:``, or the whole line when it has another shape.
+    The executor logs one line per failed policy (``policy NAME:VERSION failed: CAUSE``); that
+    cause wins. Other executor error lines naming the policy are the fallback (without their
+    logging prefix).
     """
-    found: dict[str, str] = {}
+    causes: dict[str, str] = {}
+    fallback: dict[str, str] = {}
     wanted = list(names)
     for line in lines:
         if line.tag != TAG_EXECUTOR or not _ERROR_HINT.search(line.text):
@@ -144,8 +155,11 @@ def policy_failures(lines: Iterable[LogLine], names: Iterable[str]) -> dict[str,
         for name in wanted:
             if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", line.text):
                 m = _FAILED_CAUSE.search(line.text)
-                found[name] = (m.group(1) if m else line.text).strip()
-    return found
+                if m:
+                    causes[name] = m.group(1).strip()
+                else:
+                    fallback[name] = strip_log_prefix(line.text)
+    return {**fallback, **causes}
 
 
 def last_line(lines: Sequence[LogLine], tag: str) -> str | None:
@@ -533,7 +547,7 @@ class StepResult:
         }
 
 
-def format_table(steps: Sequence[StepResult], *, width: int = 100) -> str:
+def format_table(steps: Sequence[StepResult], *, width: int = 120) -> str:
     """A fixed-width table: step, result, seconds, detail (clipped to ``width`` columns)."""
     name_w = max([len("step"), *(len(s.name) for s in steps)])
     head = f"{'step':<{name_w}}  {'result':<7} {'seconds':>7}  detail"

@@ -90,7 +90,7 @@ def test_the_default_image_passes(default_image: Built) -> None:
     assert report.warnings == []
 
 
-def test_the_cli_reads_registry_and_samples_from_the_image(
+def test_the_cli_without_a_context_reads_the_image(
     default_image: Built, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = cli.main(["smoke-test", default_image.tag, "--json"])
@@ -100,6 +100,9 @@ def test_the_cli_reads_registry_and_samples_from_the_image(
     assert result["ok"] is True and result["error"] is None
     assert [s["step"] for s in result["steps"]] == list(STEPS)
     assert all(s["status"] == "pass" for s in result["steps"])
+    assert result["steps"][0]["detail"].endswith("(from the image)")
+    # The image's build manifest holds each venv's lock: the isolation step checks it exactly.
+    assert "locked versions match" in result["steps"][3]["detail"]
     assert len(result["policies"]) == 3
     assert all(p["ready"] for p in result["policies"])
 
@@ -124,7 +127,8 @@ CASES = [
         "prompt-guard",
         60,
         "start",
-        r"start: policy prompt-guard not ready: .*gwb_smoke_missing_module",
+        r"start: policy prompt-guard not ready: (?!\d{4}-).*"
+        r"ModuleNotFoundError: No module named 'gwb_smoke_missing_module'$",
     ),
     Case(
         "passthrough",

@@ -108,14 +108,35 @@ def test_exited_process_and_its_last_line() -> None:
 
 def test_policy_failures_extract_the_cause() -> None:
     log = (
-        "[py-pol] 2026-11-27 04:00:01,000 ERROR gateway_executor.engine: policy "
-        "prompt-guard:v1.0.0 failed: ModuleNotFoundError: No module named 'gone'\n"
+        "[py-pol] 2026-11-27 04:00:01,000 [ERROR] gateway_executor.engine: policy "
+        "prompt-guard:v1.0.0 failed: import prompt_guard.policy: ModuleNotFoundError: x\n"
+        "[py-pol] 2026-11-27 04:00:01,000 [ERROR] gateway_executor: executor not ready: "
+        "prompt-guard:v1.0.0: import prompt_guard.policy: ModuleNotFoundError: x\n"
         "[py-pol] 2026-11-27 04:00:01,000 ERROR worker crashed for prompt-guardian\n"
         "[py-pol] INFO policy prompt-enrichment:v1.0.0 ready\n"
         "[ent] error: prompt-enrichment failed: not an executor line\n"
     )
     found = c.policy_failures(c.parse_log(log), ["prompt-guard", "prompt-enrichment"])
-    assert found == {"prompt-guard": "ModuleNotFoundError: No module named 'gone'"}
+    assert found == {"prompt-guard": "import prompt_guard.policy: ModuleNotFoundError: x"}
+
+
+def test_policy_failures_fall_back_to_the_line_without_its_prefix() -> None:
+    log = "[py-pol] 2026-11-27 04:00:01,000 [ERROR] gateway_executor: cannot start token-scorer\n"
+    assert c.policy_failures(c.parse_log(log), ["token-scorer"]) == {
+        "token-scorer": "cannot start token-scorer"
+    }
+
+
+@pytest.mark.parametrize(
+    ("line", "stripped"),
+    [
+        ("2026-11-27 04:00:01,002 [ERROR] gateway_executor.engine: boom", "boom"),
+        ("2026-11-27T04:00:01.5+00:00 WARNING x.y: careful", "careful"),
+        ("no prefix: here", "no prefix: here"),
+    ],
+)
+def test_strip_log_prefix(line: str, stripped: str) -> None:
+    assert c.strip_log_prefix(line) == stripped
 
 
 def test_last_error_line_prefers_error_words() -> None:
