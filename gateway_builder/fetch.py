@@ -89,6 +89,18 @@ class FetchedPolicy:
     #: The fetched tree (source root, or the wheel's extracted package): samples/, tests/.
     tree: Path | None = None
 
+    @property
+    def locked_artifact_sha256(self) -> str | None:
+        """The policy wheel's sha256 when it is the downloaded artifact itself (index wheels).
+
+        Wheels built here (git/path sources, sdists) are identified by their source (commit,
+        content hash, sdist sha256): a newer build backend may produce other bytes from the same
+        source, so their hash is not an input of the lock.
+        """
+        if self.artifact is not None and self.source_file == self.artifact.filename:
+            return self.artifact.sha256
+        return None
+
 
 # --------------------------------------------------------------------------------------------
 # Digests and display

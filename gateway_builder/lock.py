@@ -139,7 +139,7 @@ def policy_input_digest(fetched: FetchedPolicy, platforms: Sequence[str]) -> str
         {
             "spec": fetched.spec_digest,
             "resolved": fetched.resolved,
-            "artifact": fetched.artifact.sha256 if fetched.artifact else "",
+            "artifact": fetched.locked_artifact_sha256 or "",
         }
     )
     return _digest(data)
@@ -338,7 +338,7 @@ def lock_policies(
                 tag=f.tag,
                 commit_time=f.commit_time,
                 artifact=f.artifact.filename if f.artifact else None,
-                artifact_sha256=f.artifact.sha256 if f.artifact else None,
+                artifact_sha256=f.locked_artifact_sha256,
                 source_file=f.source_file,
             )
         )

@@ -81,7 +81,7 @@ class LockedPolicy:
     tag: str | None = None
     commit_time: int | None = None
     artifact: str | None = None  # packaged: the policy wheel's file name
-    artifact_sha256: str | None = None
+    artifact_sha256: str | None = None  # only for wheels downloaded as they are from an index
     source_file: str | None = None  # index sources: the downloaded file (wheel or sdist)
 
 

@@ -62,6 +62,9 @@ class PythonPolicyPlan:
     resolved: str  # commit SHA, "sha256:<hex>" of the artifact, or content hash of a path
     #: The policy's ``samples/`` directory (copied into the context for the smoke test), if any.
     samples_dir: Path | None = None
+    #: Index the requirements were locked from (the manifest's ``index_url`` of an index source;
+    #: None: the default index). May carry credentials: pass it to download_artifacts, never print.
+    index_url: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -198,7 +201,7 @@ def make_plan(
     policies = []
     for f in sorted(fetched, key=lambda f: f.name):
         entry = lock.policy(f.name)
-        artifact_sha = f.artifact.sha256 if f.artifact else None
+        artifact_sha = f.locked_artifact_sha256
         if (
             entry is None
             or entry.resolved != f.resolved
@@ -229,6 +232,7 @@ def make_plan(
                 source_label=f.display,
                 resolved=f.resolved,
                 samples_dir=samples if samples is not None and samples.is_dir() else None,
+                index_url=f.index_url,
             )
         )
     go = tuple(
