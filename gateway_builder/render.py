@@ -701,7 +701,13 @@ def _update_committed_registry(args: argparse.Namespace, plan: BuildPlan, ui: UI
         options.REPO_DIR / options.DEFAULT_PYTHON_BUILD_FILE,
     )
     used = tuple(Path(p).resolve() if p else None for p in (build_file, python_file))
-    if used != tuple(p.resolve() for p in repo_defaults) or not plan.python_policies:
+    lock_file = getattr(args, "lock_file", None)
+    default_lock = repo_defaults[1].parent / options.LOCK_FILE_NAME
+    if (
+        used != tuple(p.resolve() for p in repo_defaults)
+        or (lock_file is not None and Path(lock_file).resolve() != default_lock.resolve())
+        or not plan.python_policies
+    ):
         return
     target = options.REPO_DIR / options.COMMITTED_REGISTRY_DIR / options.REGISTRY_FILE_NAME
     text = registry_json(plan)
