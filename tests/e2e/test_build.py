@@ -18,6 +18,14 @@ from typing import Any
 
 import docker
 import pytest
+from gwb_build_helpers import (
+    DEFAULT_TAG,
+    LABEL_ARGS,
+    SECRET,
+    Workspace,
+    build_default,
+    copy_workspace,
+)
 
 from gateway_builder import cli, image, options
 from gateway_builder.errors import StaleLockError
@@ -27,46 +35,7 @@ from gateway_builder.ui import UI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
 
-REPO = options.REPO_DIR
-TAG = "gateway-builder-e2e/build-default:latest"
-SECRET = "tok3n-e2e-never-in-images"
-LABEL_ARGS = ("--label", f"org.example.origin=https://ci:{SECRET}@git.example/x")
-
-
-@dataclass
-class Workspace:
-    root: Path
-
-    @property
-    def build_file(self) -> Path:
-        return self.root / "manifests" / "build.yaml"
-
-    @property
-    def python_build_file(self) -> Path:
-        return self.root / "manifests" / "python-build.yaml"
-
-    def argv(self, command: str, *extra: str) -> list[str]:
-        return [
-            command,
-            "--bases",
-            "local",
-            "--build-file",
-            str(self.build_file),
-            "--python-build-file",
-            str(self.python_build_file),
-            *extra,
-        ]
-
-    def build(self, *extra: str) -> dict[str, Any]:
-        args = cli.build_parser().parse_args(self.argv("build", "--no-smoke", *extra))
-        return image.command(args, UI(verbosity=-1))
-
-
-def copy_workspace(dest: Path) -> Workspace:
-    ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc", "*.lock")
-    shutil.copytree(REPO / "manifests", dest / "manifests", ignore=ignore)
-    shutil.copytree(REPO / "policy_sources", dest / "policy_sources", ignore=ignore)
-    return Workspace(dest)
+TAG = DEFAULT_TAG
 
 
 @dataclass(frozen=True)
@@ -83,9 +52,7 @@ class Built:
 
 @pytest.fixture(scope="module")
 def built(local_bases: BaseImages, tmp_path_factory: pytest.TempPathFactory) -> Built:
-    ws = copy_workspace(tmp_path_factory.mktemp("ws"))
-    context = ws.root / "context"
-    data = ws.build("--out", str(context), "--tag", TAG, *LABEL_ARGS)
+    ws, context, data = build_default(tmp_path_factory.mktemp("ws"))
     manifest = json.loads((context / "build-manifest.json").read_text())
     return Built(ws, context, data, manifest)
 

@@ -1,0 +1,65 @@
+"""Helpers shared by the build and entrypoint end-to-end tests."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway_builder import cli, image, options
+from gateway_builder.ui import UI
+
+REPO = options.REPO_DIR
+DEFAULT_TAG = "gateway-builder-e2e/build-default:latest"
+#: A credential passed in a label: it must come out redacted and never reach a layer.
+SECRET = "tok3n-e2e-never-in-images"
+LABEL_ARGS = ("--label", f"org.example.origin=https://ci:{SECRET}@git.example/x")
+
+
+@dataclass
+class Workspace:
+    """A copy of the default manifests and policy folders, locked in place."""
+
+    root: Path
+
+    @property
+    def build_file(self) -> Path:
+        return self.root / "manifests" / "build.yaml"
+
+    @property
+    def python_build_file(self) -> Path:
+        return self.root / "manifests" / "python-build.yaml"
+
+    def argv(self, command: str, *extra: str) -> list[str]:
+        return [
+            command,
+            "--bases",
+            "local",
+            "--build-file",
+            str(self.build_file),
+            "--python-build-file",
+            str(self.python_build_file),
+            *extra,
+        ]
+
+    def build(self, *extra: str) -> dict[str, Any]:
+        """``gateway-builder build --bases local --no-smoke`` of this workspace; the result."""
+        args = cli.build_parser().parse_args(self.argv("build", "--no-smoke", *extra))
+        return image.command(args, UI(verbosity=-1))
+
+
+def copy_workspace(dest: Path) -> Workspace:
+    """Copy ``manifests/`` and ``policy_sources/`` (no lock, no caches) into ``dest``."""
+    ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc", "*.lock")
+    shutil.copytree(REPO / "manifests", dest / "manifests", ignore=ignore)
+    shutil.copytree(REPO / "policy_sources", dest / "policy_sources", ignore=ignore)
+    return Workspace(dest)
+
+
+def build_default(dest: Path) -> tuple[Workspace, Path, dict[str, Any]]:
+    """The default manifests built into DEFAULT_TAG; (workspace, context, build result)."""
+    ws = copy_workspace(dest)
+    context = ws.root / "context"
+    data = ws.build("--out", str(context), "--tag", DEFAULT_TAG, *LABEL_ARGS)
+    return ws, context, data
