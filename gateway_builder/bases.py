@@ -591,6 +591,7 @@ def _configure_rootfs(rootfs: Path, overlay: Path) -> None:
             for path in doc.iterdir():
                 if path.name != "copyright":
                     _remove(path)
+    (rootfs / "usr/sbin/policy-rc.d").chmod(0o755)  # even if the package lost the mode bits
     for name in ("etc/hostname", "etc/resolv.conf"):
         _remove(rootfs / name)
     (rootfs / "etc/machine-id").write_text("")

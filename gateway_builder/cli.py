@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("action", choices=("build",))
     sp.add_argument("--python", dest="pythons", action="append", default=[], metavar="VERSION")
     sp.add_argument("--python-prefix", action="append", default=[], metavar="VERSION=DIR")
+    sp.add_argument(
+        "--rebuild", action="store_true", help="ignore existing local bases and the layer cache"
+    )
     return parser
 
 
