@@ -1,7 +1,7 @@
 """Smoke test of the default image, and small derived images that must fail it.
 
-The default image is built once per session from the default manifests with the local bases
-(``gateway-builder build --bases local --locked --no-smoke``). Each negative case adds one layer
+The default image is built once per session from (a copy of) the default manifests with the
+local bases (``gateway-builder build --bases local --no-smoke``). Each negative case adds one layer
 on top of it (``fixtures/smoke/Dockerfile`` + ``patch.py``), tagged by the base image's id and
 the case, so a rerun with an unchanged default image reuses it.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,20 +45,27 @@ def default_image(
     local_bases: BaseImages,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Built:
-    """The default manifests built into an image (layer cache makes a rebuild cheap)."""
-    context = tmp_path_factory.mktemp("default-context")
+    """The default manifests built into an image (layer cache makes a rebuild cheap).
+
+    Like tests/e2e/test_build.py, the manifests and policy folders are copied to a temp
+    directory and locked there, so the repository is never written to.
+    """
+    ws = tmp_path_factory.mktemp("smoke-ws")
+    ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc", "*.lock")
+    for folder in ("manifests", "policy_sources"):
+        shutil.copytree(REPO / folder, ws / folder, ignore=ignore)
+    context = ws / "context"
     code = cli.main(
         [
             "-q",
             "build",
             "--bases",
             "local",
-            "--locked",
             "--no-smoke",
             "--build-file",
-            str(REPO / options.DEFAULT_BUILD_FILE),
+            str(ws / options.DEFAULT_BUILD_FILE),
             "--python-build-file",
-            str(REPO / options.DEFAULT_PYTHON_BUILD_FILE),
+            str(ws / options.DEFAULT_PYTHON_BUILD_FILE),
             "--out",
             str(context),
             "--tag",
