@@ -262,7 +262,11 @@ class _Run:
             .with_volume_mapping(str(self.sock_dir), options.SOCKET_DIR, "rw")
             .with_env(options.EXECUTOR_READY_TIMEOUT_ENV, str(max(1, int(timeout))))
         )
-        self._tc.start()
+        try:
+            self._tc.start()
+        except BaseException:
+            self.remove()  # the container may exist even though it did not start
+            raise
         self.container: Container = self._tc.get_wrapped_container()
 
     @property
@@ -312,11 +316,18 @@ class _Run:
         shutil.rmtree(self.sock_dir, ignore_errors=True)
 
 
-def _log_tail(run: _Run | None) -> str | None:
-    if run is None:
-        return None
-    lines = run.logs().splitlines()[-options.SMOKE_LOG_TAIL_LINES :]
-    return redact_text("\n".join(lines))
+def log_tail(log: str, lines: int = options.SMOKE_LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of container output, credentials redacted."""
+    return redact_text("\n".join(log.splitlines()[-lines:]))
+
+
+def failure_details(table: str, log: str | None) -> str:
+    """What a failed smoke test prints after its one-line error: the steps and the logs."""
+    if not log:
+        return table
+    shown = log_tail(log)
+    count = len(shown.splitlines())
+    return f"{table}\n--- container logs (last {count} lines) ---\n{shown}"
 
 
 def wait_ready(run: _Run, entries: list[PolicyEntry], timeout: float) -> checks.Readiness:
@@ -525,9 +536,10 @@ class _Smoke:
         try:
             result.detail = fn()
             result.status = "pass"
-        except _StepFailed as exc:
-            result.detail = str(exc)
-            self.report.error = f"smoke test of {self.image}: {name}: {exc}"
+        except (_StepFailed, DockerException) as exc:
+            cause = str(exc) if isinstance(exc, _StepFailed) else f"container engine: {_short(exc)}"
+            result.detail = cause
+            self.report.error = f"smoke test of {self.image}: {name}: {cause}"
             self.failed_run = run()
         finally:
             result.seconds = time.monotonic() - start
@@ -587,6 +599,11 @@ class _Smoke:
         if not sock.exists():
             raise _StepFailed(
                 f"the executor socket {options.PYTHON_EXECUTOR_SOCKET} does not exist"
+            )
+        if not os.access(sock, os.R_OK | os.W_OK):
+            raise _StepFailed(
+                f"cannot connect to the executor socket as uid {os.geteuid()} (it belongs to "
+                f"uid {sock.stat().st_uid}): run the smoke test as root or as that user"
             )
         with ExecutorClient(str(sock), timeout=options.SMOKE_CALL_TIMEOUT_S) as client:
             self.health = _call("HealthCheck", client.health)
@@ -694,7 +711,7 @@ class _Smoke:
         except (DockerException, APIError) as exc:
             self.report.error = f"smoke test of {self.image}: container engine error: {_short(exc)}"
         finally:
-            logs = _log_tail(self.failed_run) if self.report.error else None
+            logs = self.failed_run.logs() if self.report.error and self.failed_run else None
             for r in (self.main, self.second):
                 if r is not None:
                     r.remove()
@@ -721,11 +738,9 @@ class _Smoke:
 
     def failure(self) -> SmokeTestError:
         message = self.report.error or "smoke test failed"
-        details = self.report.table()
-        if self._logs:
-            details += f"\n--- container logs (last {options.SMOKE_LOG_TAIL_LINES} lines) ---\n"
-            details += self._logs
-        return SmokeTestError(message, self.report, details=details)
+        return SmokeTestError(
+            message, self.report, details=failure_details(self.report.table(), self._logs)
+        )
 
 
 def _short(exc: BaseException) -> str:
