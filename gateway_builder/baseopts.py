@@ -124,6 +124,16 @@ def _gateway_version(args: argparse.Namespace) -> str:
 
 def bases_chooser(args: argparse.Namespace, ui: UI) -> Chooser:
     """A function of the needed Python versions returning the BaseImages ``args`` ask for."""
+    choose = _chooser(args, ui)
+    tini = getattr(args, "tini", None)
+    if not tini:
+        return choose
+    if not tini.startswith("/"):
+        raise InputError(f"--tini {tini!r}: expected an absolute path in the runtime image")
+    return lambda versions: replace(choose(versions), tini=tini)
+
+
+def _chooser(args: argparse.Namespace, ui: UI) -> Chooser:
     python_images = parse_python_images(getattr(args, "python_image", None) or [])
     prebuilt = getattr(args, "policy_engine", None) is not None
     builder_image = getattr(args, "builder_image", None)

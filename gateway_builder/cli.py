@@ -143,6 +143,12 @@ def _render_flags() -> argparse.ArgumentParser:
         "--policy-engine", type=Path, default=None, help="prebuilt engine binary: skip its stage"
     )
     p.add_argument(
+        "--tini",
+        default=None,
+        metavar="PATH",
+        help=f"tini in the runtime base image (default: {options.TINI_PATH})",
+    )
+    p.add_argument(
         "--label", action="append", default=[], metavar="KEY=VALUE", help="extra image label"
     )
     p.add_argument(
