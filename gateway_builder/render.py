@@ -615,11 +615,19 @@ def render(
     plan: BuildPlan,
     out_dir: Path,
     *,
-    download: Downloader,
+    download: Downloader | None = None,
     revision: str | None = None,
     source: str | None = None,
 ) -> RenderResult:
-    """Render the build context of ``plan`` into ``out_dir`` (atomically replaced)."""
+    """Render the build context of ``plan`` into ``out_dir`` (atomically replaced).
+
+    ``download`` places the locked artifacts of a venv into a directory (default: the fetch
+    stage's cached, hash-checked download); ``revision``/``source`` fill the OCI labels.
+    """
+    if download is None:
+        from gateway_builder.cache import Cache
+
+        download = fetch_downloader(Cache.open(None))
     out_dir = Path(out_dir).absolute()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))

@@ -310,3 +310,17 @@ def test_stale_lock_with_locked_fails_with_the_diff(
     assert code == 1
     err = capsys.readouterr().err
     assert "error:" in err and "token-scorer" in err
+
+
+def test_render_only_then_from_context_gives_the_same_image(
+    built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    context = tmp_path / "ctx"
+    argv = built.ws.argv("build", "--render-only", "--out", str(context), *LABEL_ARGS)
+    assert cli.main(argv) == 0
+    assert (context / "Dockerfile").is_file() and (context / "build-manifest.json").is_file()
+    capsys.readouterr()
+    assert cli.main(["--json", "build", "--from-context", str(context), "--no-smoke"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["image"] == built.image_id
+    assert "STAND-INS" in err  # --bases local says so loudly
