@@ -112,7 +112,7 @@ def cmd_install(args: argparse.Namespace) -> None:
     import venv as venv_module
 
     venv_module.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(str(venv))
-    for empty in sorted(venv.glob("include/*")) + [venv / "include"]:
+    for empty in [*sorted(venv.glob("include/*")), venv / "include"]:
         if empty.is_dir() and not any(empty.iterdir()):
             empty.rmdir()  # venv makes an empty include dir; nothing is compiled here
     python = str(venv / "bin" / "python")
