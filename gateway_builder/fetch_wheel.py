@@ -126,8 +126,6 @@ def build_wheel(
             "--wheel",
             "--out-dir",
             str(out),
-            "--index-url",
-            index_url or default_index_url(),
             "--cache-dir",
             str(cache.subdir("uv")),
             "--quiet",
@@ -135,7 +133,12 @@ def build_wheel(
         if python is not None:
             cmd += ["--python", str(python)]
         cmd.append(str(target))
-        env = isolated_env({"SOURCE_DATE_EPOCH": str(source_date_epoch)})
+        env = isolated_env(
+            {
+                "SOURCE_DATE_EPOCH": str(source_date_epoch),
+                "UV_DEFAULT_INDEX": index_url or default_index_url(),
+            }
+        )
         run_tool(cmd, env=env, what=f"{what}: building the policy wheel failed", cwd=work)
         wheels = sorted(out.glob("*.whl"))
         if len(wheels) != 1:

@@ -123,8 +123,6 @@ class UvResolver:
                 request.python_version,
                 "--python-platform",
                 options.UV_PLATFORM_TRIPLES[request.platform],
-                "--index-url",
-                request.index_url or default_index_url(),
                 "--no-header",
                 "--quiet",
                 "--cache-dir",
@@ -136,7 +134,9 @@ class UvResolver:
                 cmd += ["--python", str(python)]
             if self.cache.offline:
                 cmd.append("--offline")
-            proc = run_tool(cmd, env=isolated_env(), what="uv", cwd=work, check=False)
+            # The index goes through the environment: a credential never shows in `ps`.
+            env = isolated_env({"UV_DEFAULT_INDEX": request.index_url or default_index_url()})
+            proc = run_tool(cmd, env=env, what="uv", cwd=work, check=False)
             if proc.returncode != 0:
                 details = redact_text((proc.stderr or "") + (proc.stdout or "")).strip()
                 raise _failure(request, "uv", details)
@@ -275,14 +275,13 @@ class PipToolsResolver:
                 "--no-emit-index-url",
                 "--no-emit-find-links",
                 "--no-emit-trusted-host",
-                "--index-url",
-                request.index_url or default_index_url(),
                 "--cache-dir",
                 self.cache.subdir("pip"),
                 "--quiet",
                 *_upgrade_args(request),
             ]
-            proc = run_tool(cmd, env=isolated_env(), what="pip-compile", cwd=work, check=False)
+            env = isolated_env({"PIP_INDEX_URL": request.index_url or default_index_url()})
+            proc = run_tool(cmd, env=env, what="pip-compile", cwd=work, check=False)
             if proc.returncode != 0:
                 details = redact_text((proc.stderr or "") + (proc.stdout or "")).strip()
                 raise _failure(request, "pip-tools", details)

@@ -243,3 +243,18 @@ def test_fetch_policy_from_git_simple_and_packaged(
     # The wheel build is cached by source content: a second fetch reuses the same bytes.
     again = fetch_policy(spec(repo.url, "v1.0.0", "packaged", "packed"), cache, base=tmp_path)
     assert again.artifact == packed.artifact
+
+
+def test_credentials_never_appear_in_errors_or_provenance(
+    versioned_repo: GitRepo, cache: Cache, tmp_path: Path
+) -> None:
+    secret_url = "https://user:hunter2@127.0.0.1:9/org/repo.git"
+    with pytest.raises(BuildError) as info:
+        fetch_git(secret_url, "v1", None, cache, what="policy 'p'", base_dir=tmp_path)
+    assert "hunter2" not in str(info.value) and "hunter2" not in (info.value.details or "")
+    assert "user:****@127.0.0.1" in str(info.value)
+    fetched = fetch_policy(spec(versioned_repo.url, "v1"), cache, base=tmp_path)
+    assert fetched.display.startswith("git+file://")
+    assert not list(cache.root.glob("git/*/config")) or all(
+        "url" not in p.read_text() for p in cache.root.glob("git/*/config")
+    )

@@ -357,3 +357,22 @@ def test_lock_from_index_source_records_artifact(project: Project, local_index: 
 def test_cache_dir_env_and_default(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(options.CACHE_ENV, str(project.root / "env-cache"))
     assert Cache.open().root == (project.root / "env-cache").resolve()
+
+
+def test_built_policy_wheels_are_identified_by_their_source(project: Project) -> None:
+    from gwb_factories import write_packaged_policy
+
+    write_packaged_policy(
+        project.root / "policies" / "packed", "packed", requires=["tinydep==1.0.0"]
+    )
+    project.write_manifest(path_entry("packed"))
+    assert project.run("lock") == 0
+    entry = project.read().policy("packed")
+    assert entry is not None
+    assert entry.kind == "packaged" and entry.artifact == "gwbtest_packed-1.0.0-py3-none-any.whl"
+    assert entry.artifact_sha256 is None  # a rebuild may differ in bytes; the source is the pin
+    assert entry.resolved.startswith("sha256:") and entry.module == "packed_pkg.policy"
+    assert pins(project.read(), "packed") == {"apip-sdk-core": "0.2.3", "tinydep": "1.0.0"}
+    # A fresh cache rebuilds the wheel and the lock still matches.
+    project.cache = project.root / "fresh-cache"
+    assert project.run("lock", "--check") == 0
