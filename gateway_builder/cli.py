@@ -285,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--context", type=Path, default=None, help="rendered context (registry and samples)"
     )
     sp.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    sp.add_argument(
+        "--transport",
+        choices=("auto", "unix", "tcp"),
+        default="auto",
+        help="reach the executor on its bind-mounted socket, or on TCP published on 127.0.0.1 "
+        "(default auto: the socket when it answers from the host)",
+    )
 
     sp = sub.add_parser("bases", parents=[g], help="local base images built from Debian packages")
     sp.add_argument("action", choices=("build",))

@@ -190,3 +190,5 @@ SMOKE_FAIL_FAST_DEADLINE_S: Final = float(SHUTDOWN_GRACE_S + 5)
 SMOKE_CALL_TIMEOUT_S: Final = 15.0
 #: Container log lines shown on failure.
 SMOKE_LOG_TAIL_LINES: Final = 200
+#: How long the smoke test waits for the bind-mounted socket to connect before it uses TCP.
+SMOKE_SOCKET_PROBE_S: Final = 3.0

@@ -49,6 +49,39 @@ from gateway_executor.proto import python_executor_pb2 as pb
 from gateway_executor.registry import PolicyEntry, RegistryError, parse_registry
 
 STEPS = ("inputs", "start", "protocol", "isolation", "fail-fast", "shutdown")
+#: How the smoke test reaches the executor: the bind-mounted Unix socket, TCP on 127.0.0.1,
+#: or (auto) the socket when it answers from the host, else TCP.
+TRANSPORTS = ("auto", "unix", "tcp")
+#: The TCP transport: a relay started in the container with ``docker exec`` (standard library
+#: only, run by the executor's own Python) forwards a published port to the executor's socket.
+#: The port is published on 127.0.0.1 only.
+_RELAY = r"""
+import socket, sys, threading
+uds, port = sys.argv[1], int(sys.argv[2])
+server = socket.create_server(("0.0.0.0", port))
+def pipe(src, dst):
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+while True:
+    client, _ = server.accept()
+    upstream = socket.socket(socket.AF_UNIX)
+    try:
+        upstream.connect(uds)
+    except OSError:
+        client.close()
+        continue
+    threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+    threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+"""
 _POLL_S = 0.2
 T = TypeVar("T")
 
@@ -249,7 +282,7 @@ def _socket_dir() -> Path:
 class _Run:
     """One started container of the image with its socket directory."""
 
-    def __init__(self, image: str, timeout: float) -> None:
+    def __init__(self, image: str, timeout: float, *, publish_tcp: bool = False) -> None:
         from testcontainers.core.config import testcontainers_config
         from testcontainers.core.container import DockerContainer
 
@@ -262,6 +295,9 @@ class _Run:
             .with_volume_mapping(str(self.sock_dir), options.SOCKET_DIR, "rw")
             .with_env(options.EXECUTOR_READY_TIMEOUT_ENV, str(max(1, int(timeout))))
         )
+        if publish_tcp:
+            # A random host port on 127.0.0.1 only (testcontainers' own helper binds 0.0.0.0).
+            self._tc.ports[_TCP_PORT] = ("127.0.0.1", None)  # type: ignore[assignment]
         try:
             self._tc.start()
         except BaseException:
@@ -273,6 +309,20 @@ class _Run:
     def executor_socket(self) -> Path:
         """The executor's socket as seen from the host."""
         return self.sock_dir / PurePosixPath(options.PYTHON_EXECUTOR_SOCKET).name
+
+    def tcp_address(self) -> str:
+        """Start the relay in the container; ``127.0.0.1:PORT`` of the published port."""
+        self.container.reload()
+        bound = (self.container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(_TCP_PORT)
+        host = next((b for b in bound or [] if b.get("HostIp") == "127.0.0.1"), None)
+        if host is None:
+            raise _StepFailed(f"port {_TCP_PORT} is not published on 127.0.0.1")
+        python = f"{options.EXECUTOR_VENV}/bin/python"
+        port = str(options.EXECUTOR_DEBUG_PORT)
+        self.container.exec_run(
+            [python, "-I", "-c", _RELAY, options.PYTHON_EXECUTOR_SOCKET, port], detach=True
+        )
+        return f"127.0.0.1:{host['HostPort']}"
 
     def logs(self) -> str:
         """stdout and stderr so far, decoded."""
@@ -314,6 +364,9 @@ class _Run:
         with suppress(DockerException):
             self._tc.stop()
         shutil.rmtree(self.sock_dir, ignore_errors=True)
+
+
+_TCP_PORT = f"{options.EXECUTOR_DEBUG_PORT}/tcp"
 
 
 def log_tail(log: str, lines: int = options.SMOKE_LOG_TAIL_LINES) -> str:
@@ -405,6 +458,37 @@ def _python_matches(reported: str, wanted: str) -> bool:
     if not wanted:
         return bool(reported)
     return reported.split(".")[:2] == wanted.split(".")[:2]
+
+
+def _unix_problem(sock: Path) -> str | None:
+    """Why the executor cannot be reached on its bind-mounted socket from here (None: it can)."""
+    if not sock.exists():
+        return f"the executor socket {options.PYTHON_EXECUTOR_SOCKET} is not visible on the host"
+    if not os.access(sock, os.R_OK | os.W_OK):
+        return (
+            f"cannot connect to the executor socket as uid {os.geteuid()} "
+            f"(it belongs to uid {sock.stat().st_uid})"
+        )
+    try:
+        with ExecutorClient(str(sock), timeout=options.SMOKE_CALL_TIMEOUT_S) as client:
+            client.wait_for_channel(timeout=options.SMOKE_SOCKET_PROBE_S)
+    except FutureTimeout:
+        return "the executor socket does not answer from the host"
+    return None
+
+
+def _wait_answering(address: str, timeout: float) -> None:
+    """Until a HealthCheck through ``address`` answers (the relay needs a moment to listen)."""
+    deadline = time.monotonic() + timeout
+    with ExecutorClient(address, timeout=2.0) as client:
+        while True:
+            try:
+                client.health()
+                return
+            except grpc.RpcError as exc:
+                if time.monotonic() >= deadline:
+                    raise _StepFailed(f"no answer on {address}: {_rpc_text(exc)}") from None
+            time.sleep(_POLL_S)
 
 
 def check_health(
@@ -515,8 +599,11 @@ def run_samples(
 class _Smoke:
     """State shared by the steps of one smoke test."""
 
-    def __init__(self, image: str, context_dir: Path | None, timeout: float, ui: UI) -> None:
+    def __init__(
+        self, image: str, context_dir: Path | None, timeout: float, transport: str, ui: UI
+    ) -> None:
         self.image, self.context_dir, self.timeout, self.ui = image, context_dir, timeout, ui
+        self.transport = transport
         self.report = SmokeReport(image=image)
         self.client: Any = None
         self.inputs = Inputs(entries=[], samples={}, pins={}, origin="")
@@ -570,7 +657,7 @@ class _Smoke:
         return f"{len(self.inputs.entries)} policies, {n} samples (from the {where})"
 
     def do_start(self) -> str:
-        self.main = _Run(self.image, self.timeout)
+        self.main = _Run(self.image, self.timeout, publish_tcp=self.transport != "unix")
         ready = wait_ready(self.main, self.inputs.entries, self.timeout)
         seconds = time.monotonic() - self.main.started
         problems = self._check_ready_count(ready)
@@ -595,17 +682,8 @@ class _Smoke:
         assert self.main is not None
         if not self.inputs.entries:
             return "no Python policies: executor not expected"
-        sock = self.main.executor_socket
-        if not sock.exists():
-            raise _StepFailed(
-                f"the executor socket {options.PYTHON_EXECUTOR_SOCKET} does not exist"
-            )
-        if not os.access(sock, os.R_OK | os.W_OK):
-            raise _StepFailed(
-                f"cannot connect to the executor socket as uid {os.geteuid()} (it belongs to "
-                f"uid {sock.stat().st_uid}): run the smoke test as root or as that user"
-            )
-        with ExecutorClient(str(sock), timeout=options.SMOKE_CALL_TIMEOUT_S) as client:
+        target, via = self._executor_address()
+        with ExecutorClient(target, timeout=options.SMOKE_CALL_TIMEOUT_S) as client:
             self.health = _call("HealthCheck", client.health)
             check_health(self.health, self.inputs.entries, self.results)
             count, latencies, mismatches = run_samples(client, self.inputs, self.results)
@@ -616,8 +694,23 @@ class _Smoke:
         median = f"; median call {statistics.median(latencies):.1f} ms" if latencies else ""
         return (
             f"{len(self.inputs.entries)} policies ready (Python {pythons}); "
-            f"{count} samples as expected{median}"
+            f"{count} samples as expected{median}; via {via}"
         )
+
+    def _executor_address(self) -> tuple[str, str]:
+        """Where to reach the executor (per ``transport``), and a label for the step detail."""
+        assert self.main is not None
+        sock = self.main.executor_socket
+        if self.transport in ("auto", "unix"):
+            problem = _unix_problem(sock)
+            if problem is None:
+                return str(sock), "the bind-mounted Unix socket"
+            if self.transport == "unix":
+                raise _StepFailed(problem)
+            self.ui.info(f"    {problem}: using TCP on 127.0.0.1 instead")
+        address = self.main.tcp_address()
+        _wait_answering(address, options.SMOKE_CALL_TIMEOUT_S)
+        return address, f"TCP {address}"
 
     def do_isolation(self) -> str:
         if not self.inputs.entries or self.health is None:
@@ -753,16 +846,20 @@ def smoke_test(
     *,
     context_dir: Path | None = None,
     timeout: float = options.SMOKE_READY_TIMEOUT_S,
+    transport: str = "auto",
     ui: UI,
 ) -> SmokeReport:
     """Smoke-test ``image``; returns the report, or raises :class:`SmokeTestError` (exit 1).
 
     ``context_dir``: the rendered build context holding the registry and each policy's samples
     (default: read both out of the image). ``timeout``: seconds the processes get to be ready.
+    ``transport``: one of :data:`TRANSPORTS`.
     """
     if not timeout > 0:
         raise InputError(f"--timeout: expected a positive number of seconds, got {timeout:g}")
-    smoke = _Smoke(image, context_dir, timeout, ui)
+    if transport not in TRANSPORTS:
+        raise InputError(f"--transport: expected one of {', '.join(TRANSPORTS)}, got {transport!r}")
+    smoke = _Smoke(image, context_dir, timeout, transport, ui)
     report = smoke.run()
     if not report.ok:
         raise smoke.failure()
@@ -773,7 +870,13 @@ def smoke_test(
 
 def command(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
     """``gateway-builder smoke-test IMAGE [--context DIR] [--timeout S]``."""
-    report = smoke_test(args.image, context_dir=args.context, timeout=args.timeout, ui=ui)
+    report = smoke_test(
+        args.image,
+        context_dir=args.context,
+        timeout=args.timeout,
+        transport=getattr(args, "transport", "auto"),
+        ui=ui,
+    )
     data = report.as_dict()
     human = f"{report.table()}\n\nsmoke test passed: {args.image} in {report.seconds:.1f}s"
     ui.result(data, human)

@@ -19,7 +19,7 @@ import pytest
 
 from gateway_builder import cli, options
 from gateway_builder.plan import BaseImages
-from gateway_builder.smoke import STEPS, smoke_test
+from gateway_builder.smoke import STEPS, _Run, smoke_test
 from gateway_builder.ui import UI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
@@ -113,6 +113,31 @@ def test_the_cli_without_a_context_reads_the_image(
     assert "locked versions match" in result["steps"][3]["detail"]
     assert len(result["policies"]) == 3
     assert all(p["ready"] for p in result["policies"])
+
+
+def test_the_tcp_transport_is_published_on_loopback_only(
+    default_image: Built, docker_client: docker.DockerClient
+) -> None:
+    run = _Run(default_image.tag, 60, publish_tcp=True)
+    try:
+        bindings = docker_client.api.inspect_container(run.container.id)["HostConfig"][
+            "PortBindings"
+        ]
+        assert bindings == {
+            f"{options.EXECUTOR_DEBUG_PORT}/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]
+        }
+    finally:
+        run.remove()
+    report = smoke_test(
+        default_image.tag,
+        context_dir=default_image.context,
+        timeout=120,
+        transport="tcp",
+        ui=UI(verbosity=-1),
+    )
+    protocol = next(s for s in report.steps if s.name == "protocol")
+    assert re.search(r"\d+ samples as expected; .*via TCP 127\.0\.0\.1:\d+$", protocol.detail)
+    assert report.ok
 
 
 # ---- images that must fail -----------------------------------------------------------------

@@ -130,3 +130,8 @@ def test_safe_extract_keeps_only_files_inside(tmp_path: Path) -> None:
 def test_a_bad_timeout_is_an_input_error() -> None:
     with pytest.raises(InputError, match="--timeout: expected a positive number"):
         smoke_test("any", timeout=0, ui=UI(verbosity=-1))
+
+
+def test_an_unknown_transport_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="--transport: expected one of auto, unix, tcp"):
+        smoke_test("any", transport="udp", ui=UI(verbosity=-1))
