@@ -284,7 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--context", type=Path, default=None, help="rendered context (registry and samples)"
     )
-    sp.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    sp.add_argument(
+        "--timeout",
+        type=float,
+        default=options.SMOKE_READY_TIMEOUT_S,
+        help="seconds the three processes get to report ready",
+    )
     sp.add_argument(
         "--transport",
         choices=("auto", "unix", "tcp"),

@@ -8,8 +8,9 @@ rule is unit-tested on fixed inputs. The log lines are those of ``templates/entr
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -492,8 +493,26 @@ def _find_file(root: Path, image_path: str) -> Path | None:
     for path in (root / name, root / "rootfs" / rel, root / rel):
         if path.is_file():
             return path
-    found = sorted(root.rglob(name), key=lambda p: (len(p.parts), str(p)))
+    found = sorted(
+        (p for p in _walk(root) if p.name == name and p.is_file()),
+        key=lambda p: (len(p.parts), str(p)),
+    )
     return found[0] if found else None
+
+
+#: How deep the input search goes below a context (rendered contexts need 5: rootfs/app/...).
+SEARCH_DEPTH = 6
+
+
+def _walk(root: Path, depth: int = SEARCH_DEPTH) -> Iterator[Path]:
+    """Every path below ``root`` down to ``depth`` levels (symlinked directories not followed)."""
+    for current, dirs, files in os.walk(root):
+        level = len(Path(current).relative_to(root).parts)
+        if level >= depth:
+            dirs[:] = []
+        dirs.sort()
+        for name in (*dirs, *sorted(files)):
+            yield Path(current) / name
 
 
 def _name_forms(policy: str) -> set[str]:
@@ -508,7 +527,7 @@ def find_policy_dirs(root: Path, policies: Iterable[str]) -> dict[str, Path]:
     the shallowest match wins.
     """
     sample_dirs = sorted(
-        (p for p in root.rglob("samples") if p.is_dir() and any(p.glob("*.json"))),
+        (p for p in _walk(root) if p.name == "samples" and p.is_dir() and any(p.glob("*.json"))),
         key=lambda p: (len(p.parts), str(p)),
     )
     found: dict[str, Path] = {}
