@@ -24,7 +24,7 @@ REPO_TAGS = ("v1.0.0", "v1.2.0", "v1.2.1-rc1", "v2.0.0")
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> Cache:
+def fetch_cache(tmp_path: Path) -> Cache:
     """A fresh fetch cache in a temp dir."""
     return Cache.open(tmp_path / "cache")
 

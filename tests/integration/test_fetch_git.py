@@ -26,9 +26,11 @@ def definition_version(root: Path) -> str:
 
 
 def fetch(
-    repo: GitRepo, ref: str, cache: Cache, sub: str | None = "policies/hello", **kw: Any
+    repo: GitRepo, ref: str, fetch_cache: Cache, sub: str | None = "policies/hello", **kw: Any
 ) -> GitCheckout:
-    return fetch_git(repo.url, ref, sub, cache, what="policy 'hello'", base_dir=repo.path, **kw)
+    return fetch_git(
+        repo.url, ref, sub, fetch_cache, what="policy 'hello'", base_dir=repo.path, **kw
+    )
 
 
 def spec(
@@ -58,30 +60,30 @@ def spec(
     ],
 )
 def test_version_refs_resolve_like_upstream(
-    versioned_repo: GitRepo, cache: Cache, ref: str, tag: str, version: str
+    versioned_repo: GitRepo, fetch_cache: Cache, ref: str, tag: str, version: str
 ) -> None:
-    checkout = fetch(versioned_repo, ref, cache)
+    checkout = fetch(versioned_repo, ref, fetch_cache)
     assert checkout.tag == tag
     assert checkout.commit == versioned_repo.git("rev-parse", f"{tag}^{{commit}}")
     assert len(checkout.commit) == 40
     assert definition_version(checkout.root) == version
 
 
-def test_branch_head_and_commit_refs(versioned_repo: GitRepo, cache: Cache) -> None:
-    dev = fetch(versioned_repo, "dev", cache)
+def test_branch_head_and_commit_refs(versioned_repo: GitRepo, fetch_cache: Cache) -> None:
+    dev = fetch(versioned_repo, "dev", fetch_cache)
     assert dev.ref_kind == "branch" and dev.tag is None
     assert definition_version(dev.root) == "v3.0.0"
-    head = fetch(versioned_repo, "HEAD", cache)
+    head = fetch(versioned_repo, "HEAD", fetch_cache)
     assert head.commit == versioned_repo.git("rev-parse", "main")
     sha = versioned_repo.git("rev-parse", "v1.0.0^{commit}")
     for ref in (sha, sha[:10]):
-        checkout = fetch(versioned_repo, ref, cache)
+        checkout = fetch(versioned_repo, ref, fetch_cache)
         assert checkout.commit == sha and checkout.ref_kind == "commit"
         assert definition_version(checkout.root) == "v1.0.0"
 
 
-def test_commit_time_is_recorded(versioned_repo: GitRepo, cache: Cache) -> None:
-    checkout = fetch(versioned_repo, "v1.0.0", cache)
+def test_commit_time_is_recorded(versioned_repo: GitRepo, fetch_cache: Cache) -> None:
+    checkout = fetch(versioned_repo, "v1.0.0", fetch_cache)
     assert checkout.commit_time == int(
         versioned_repo.git("show", "-s", "--format=%ct", "v1.0.0^{commit}")
     )
@@ -97,28 +99,28 @@ def test_commit_time_is_recorded(versioned_repo: GitRepo, cache: Cache) -> None:
     ],
 )
 def test_missing_refs_fail_clearly(
-    versioned_repo: GitRepo, cache: Cache, ref: str, message: str
+    versioned_repo: GitRepo, fetch_cache: Cache, ref: str, message: str
 ) -> None:
     with pytest.raises(InputError, match=message) as info:
-        fetch(versioned_repo, ref, cache)
+        fetch(versioned_repo, ref, fetch_cache)
     assert "policy 'hello'" in str(info.value)
     assert "\n" not in str(info.value)
 
 
-def test_missing_subdirectory(versioned_repo: GitRepo, cache: Cache) -> None:
+def test_missing_subdirectory(versioned_repo: GitRepo, fetch_cache: Cache) -> None:
     with pytest.raises(InputError, match="subdirectory 'policies/absent' not found"):
-        fetch(versioned_repo, "v1", cache, sub="policies/absent")
+        fetch(versioned_repo, "v1", fetch_cache, sub="policies/absent")
 
 
-def test_subdirectory_escaping_the_repo(versioned_repo: GitRepo, cache: Cache) -> None:
+def test_subdirectory_escaping_the_repo(versioned_repo: GitRepo, fetch_cache: Cache) -> None:
     with pytest.raises(InputError, match="escapes its root"):
-        fetch(versioned_repo, "v1", cache, sub="../outside")
+        fetch(versioned_repo, "v1", fetch_cache, sub="../outside")
     with pytest.raises(InputError, match="escapes its root"):
-        fetch(versioned_repo, "v1", cache, sub="/etc")
+        fetch(versioned_repo, "v1", fetch_cache, sub="/etc")
 
 
 def test_subdirectory_that_is_a_symlink_is_refused(
-    git_repo_factory: Callable[[str], GitRepo], cache: Cache, tmp_path: Path
+    git_repo_factory: Callable[[str], GitRepo], fetch_cache: Cache, tmp_path: Path
 ) -> None:
     repo = git_repo_factory("links")
     write_policy(repo.path / "real", "hello")
@@ -126,13 +128,13 @@ def test_subdirectory_that_is_a_symlink_is_refused(
     os.symlink("real", repo.path / "alias")
     repo.commit("links")
     with pytest.raises(InputError, match="is a symlink"):
-        fetch(repo, "main", cache, sub="escape")
+        fetch(repo, "main", fetch_cache, sub="escape")
     with pytest.raises(InputError, match="is a symlink"):
-        fetch(repo, "main", cache, sub="alias")
+        fetch(repo, "main", fetch_cache, sub="alias")
 
 
 def test_symlink_inside_the_policy_pointing_outside_is_refused(
-    git_repo_factory: Callable[[str], GitRepo], cache: Cache
+    git_repo_factory: Callable[[str], GitRepo], fetch_cache: Cache
 ) -> None:
     repo = git_repo_factory("inner-link")
     folder = write_policy(repo.path / "pol", "hello")
@@ -140,65 +142,65 @@ def test_symlink_inside_the_policy_pointing_outside_is_refused(
     (repo.path / "secret.txt").write_text("x")
     repo.commit("link")
     with pytest.raises(InputError, match=r"symlink data\.txt points outside"):
-        fetch(repo, "main", cache, sub="pol")
+        fetch(repo, "main", fetch_cache, sub="pol")
     # A link that stays inside the policy is fine.
     (folder / "data.txt").unlink()
     (folder / "real.txt").write_text("ok")
     os.symlink("real.txt", folder / "data.txt")
     repo.commit("inner link")
-    checkout = fetch(repo, "main", cache, sub="pol")
+    checkout = fetch(repo, "main", fetch_cache, sub="pol")
     assert (checkout.root / "data.txt").read_text() == "ok"
 
 
 def test_repository_root_as_policy_and_local_path_url(
-    git_repo_factory: Callable[[str], GitRepo], cache: Cache
+    git_repo_factory: Callable[[str], GitRepo], fetch_cache: Cache
 ) -> None:
     repo = git_repo_factory("rootpol")
     write_policy(repo.path, "hello")
     repo.commit("root")
     repo.tag("v0.1.0")
-    by_path = fetch_git(str(repo.path), "v0", None, cache, what="t", base_dir=Path("/"))
-    relative = fetch_git("rootpol", "v0.1", None, cache, what="t", base_dir=repo.path.parent)
+    by_path = fetch_git(str(repo.path), "v0", None, fetch_cache, what="t", base_dir=Path("/"))
+    relative = fetch_git("rootpol", "v0.1", None, fetch_cache, what="t", base_dir=repo.path.parent)
     assert by_path.commit == relative.commit == repo.git("rev-parse", "HEAD")
     assert (by_path.root / "policy.py").is_file()
 
 
-def test_unsupported_transports_are_refused(cache: Cache) -> None:
+def test_unsupported_transports_are_refused(fetch_cache: Cache) -> None:
     for url in ("ext::sh -c touch% /tmp/pwned", "-uhelp", "fd::3"):
         with pytest.raises(InputError, match=r"refusing|unsupported"):
-            fetch_git(url, "v1", None, cache, what="t", base_dir=Path("/"))
+            fetch_git(url, "v1", None, fetch_cache, what="t", base_dir=Path("/"))
 
 
 def test_floating_ref_stays_on_the_pin_and_a_moved_tag_is_reported(
-    versioned_repo: GitRepo, cache: Cache
+    versioned_repo: GitRepo, fetch_cache: Cache
 ) -> None:
-    first = fetch(versioned_repo, "v1", cache)
+    first = fetch(versioned_repo, "v1", fetch_cache)
     # A newer v1 release appears: the pinned fetch stays, an unpinned one moves.
     write_policy(versioned_repo.path / "policies" / "hello", "hello", version="v1.4.0")
     versioned_repo.commit("v1.4.0")
     versioned_repo.tag("v1.4.0")
-    pinned = fetch(versioned_repo, "v1", cache, pin=first.commit, pin_tag=first.tag)
+    pinned = fetch(versioned_repo, "v1", fetch_cache, pin=first.commit, pin_tag=first.tag)
     assert (pinned.commit, pinned.tag) == (first.commit, "v1.2.0")
-    assert fetch(versioned_repo, "v1", cache).tag == "v1.4.0"
+    assert fetch(versioned_repo, "v1", fetch_cache).tag == "v1.4.0"
     # Moving an exact tag is reported.
-    old = fetch(versioned_repo, "v1.0.0", cache).commit
+    old = fetch(versioned_repo, "v1.0.0", fetch_cache).commit
     versioned_repo.tag("v1.0.0", force=True)
-    moved = fetch(versioned_repo, "v1.0.0", cache, pin=old)
+    moved = fetch(versioned_repo, "v1.0.0", fetch_cache, pin=old)
     assert moved.moved_from == old
     assert moved.commit == versioned_repo.git("rev-parse", "HEAD")
 
 
 def test_second_fetch_is_served_by_the_cache(
-    versioned_repo: GitRepo, cache: Cache, tmp_path: Path
+    versioned_repo: GitRepo, fetch_cache: Cache, tmp_path: Path
 ) -> None:
-    first = fetch(versioned_repo, "v1", cache)
+    first = fetch(versioned_repo, "v1", fetch_cache)
     url = versioned_repo.url
     shutil.rmtree(versioned_repo.path)  # the remote is gone
     again = fetch_git(
-        url, "v1", "policies/hello", cache, what="t", base_dir=tmp_path, pin=first.commit
+        url, "v1", "policies/hello", fetch_cache, what="t", base_dir=tmp_path, pin=first.commit
     )
     assert again.commit == first.commit and again.root == first.root
-    offline = Cache.open(cache.root, offline=True)
+    offline = Cache.open(fetch_cache.root, offline=True)
     assert fetch_git(url, "v1", "policies/hello", offline, what="t", base_dir=tmp_path).tag == (
         "v1.2.0"
     )
@@ -210,15 +212,20 @@ def test_offline_miss_is_a_clear_error(versioned_repo: GitRepo, tmp_path: Path) 
         fetch(versioned_repo, "v1.0.0", offline)
 
 
-def test_unreachable_remote(cache: Cache, tmp_path: Path) -> None:
+def test_unreachable_remote(fetch_cache: Cache, tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="cannot read"):
         fetch_git(
-            (tmp_path / "no-such-repo").as_uri(), "v1", None, cache, what="t", base_dir=tmp_path
+            (tmp_path / "no-such-repo").as_uri(),
+            "v1",
+            None,
+            fetch_cache,
+            what="t",
+            base_dir=tmp_path,
         )
 
 
 def test_fetch_policy_from_git_simple_and_packaged(
-    git_repo_factory: Callable[[str], GitRepo], cache: Cache, tmp_path: Path
+    git_repo_factory: Callable[[str], GitRepo], fetch_cache: Cache, tmp_path: Path
 ) -> None:
     repo = git_repo_factory("both")
     write_policy(repo.path / "simple", "simple-one", requirements=["tinydep==1.0.0"])
@@ -226,14 +233,16 @@ def test_fetch_policy_from_git_simple_and_packaged(
     (repo.path / "packaged" / "python_version.txt").write_text("3.12\n")
     repo.commit("two policies")
     repo.tag("v1.0.0")
-    simple = fetch_policy(spec(repo.url, "v1", "simple", "simple-one"), cache, base=tmp_path)
+    simple = fetch_policy(spec(repo.url, "v1", "simple", "simple-one"), fetch_cache, base=tmp_path)
     assert simple.kind == "simple" and simple.artifact is None
     assert simple.module == "simple_one.policy"
     assert simple.requirements == ("tinydep==1.0.0",)
     assert simple.resolved == repo.git("rev-parse", "HEAD")
     assert simple.display == f"git+{repo.url}@{simple.resolved}#subdirectory=simple"
     assert simple.python_version == "3.11"
-    packed = fetch_policy(spec(repo.url, "v1.0.0", "packaged", "packed"), cache, base=tmp_path)
+    packed = fetch_policy(
+        spec(repo.url, "v1.0.0", "packaged", "packed"), fetch_cache, base=tmp_path
+    )
     assert packed.kind == "packaged" and packed.source_dir is None
     assert packed.artifact is not None
     assert packed.artifact.filename == "gwbtest_packed-1.0.0-py3-none-any.whl"
@@ -241,20 +250,20 @@ def test_fetch_policy_from_git_simple_and_packaged(
     assert packed.requirements == ("tinydep>=1",)
     assert packed.python_version == "3.12"  # from python_version.txt
     # The wheel build is cached by source content: a second fetch reuses the same bytes.
-    again = fetch_policy(spec(repo.url, "v1.0.0", "packaged", "packed"), cache, base=tmp_path)
+    again = fetch_policy(spec(repo.url, "v1.0.0", "packaged", "packed"), fetch_cache, base=tmp_path)
     assert again.artifact == packed.artifact
 
 
 def test_credentials_never_appear_in_errors_or_provenance(
-    versioned_repo: GitRepo, cache: Cache, tmp_path: Path
+    versioned_repo: GitRepo, fetch_cache: Cache, tmp_path: Path
 ) -> None:
     secret_url = "https://user:hunter2@127.0.0.1:9/org/repo.git"
     with pytest.raises(BuildError) as info:
-        fetch_git(secret_url, "v1", None, cache, what="policy 'p'", base_dir=tmp_path)
+        fetch_git(secret_url, "v1", None, fetch_cache, what="policy 'p'", base_dir=tmp_path)
     assert "hunter2" not in str(info.value) and "hunter2" not in (info.value.details or "")
     assert "user:****@127.0.0.1" in str(info.value)
-    fetched = fetch_policy(spec(versioned_repo.url, "v1"), cache, base=tmp_path)
+    fetched = fetch_policy(spec(versioned_repo.url, "v1"), fetch_cache, base=tmp_path)
     assert fetched.display.startswith("git+file://")
-    assert not list(cache.root.glob("git/*/config")) or all(
-        "url" not in p.read_text() for p in cache.root.glob("git/*/config")
+    assert not list(fetch_cache.root.glob("git/*/config")) or all(
+        "url" not in p.read_text() for p in fetch_cache.root.glob("git/*/config")
     )

@@ -4,6 +4,7 @@ upgrades, --check with a diff, byte-identical relock, resolver errors, the CLI."
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import textwrap
 from collections.abc import Callable
@@ -136,8 +137,6 @@ def test_incremental_relock_keeps_unchanged_policies_and_existing_pins(
     capsys.readouterr()
     assert project.run("lock", "--json") == 0
     out = capsys.readouterr().out
-    import json
-
     result = json.loads(out)
     assert result["resolved"] == ["policy 'one'"]
     assert "policy 'two'" in result["kept"] and "the executor" in result["kept"]
@@ -146,7 +145,9 @@ def test_incremental_relock_keeps_unchanged_policies_and_existing_pins(
     assert after.policy("two") == before.policy("two")
 
 
-def test_upgrade_policy_and_upgrade_package(project: Project) -> None:
+def test_upgrade_policy_and_upgrade_package(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
     project.policy("one", ["tinydep==1.0.0"])
     project.policy("two", ["tinydep==1.0.0"])
     project.write_manifest(path_entry("one") + path_entry("two"))
@@ -162,6 +163,11 @@ def test_upgrade_policy_and_upgrade_package(project: Project) -> None:
     assert pins(lock, "two")["tinydep"] == "1.0.0"
     assert project.run("lock", "--upgrade-package", "TinyDep") == 0
     assert pins(project.read(), "two")["tinydep"] == "2.0.0"
+    capsys.readouterr()
+    assert project.run("lock", "--upgrade", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["kept"] == [] and len(result["resolved"]) == 4  # installer, executor, one, two
+    assert result["changed"] is False  # nothing newer exists: same bytes
     assert project.run("lock", "--upgrade-policy", "nope") == 2
 
 
