@@ -104,9 +104,7 @@ def test_pinned_artifact_and_offline(
     pinned = fetch_policy(spec, offline, base=tmp_path, pin=pin)
     assert pinned.resolved == first.resolved
     cold = Cache.open(tmp_path / "cold", offline=True)
-    with pytest.raises(
-        InputError, match=r"policy 'index-policy'.*not in the cache \(--offline\)"
-    ):
+    with pytest.raises(InputError, match=r"policy 'index-policy'.*not in the cache \(--offline\)"):
         fetch_policy(spec, cold, base=tmp_path)
 
 
