@@ -189,9 +189,23 @@ CASES = [
 ]
 
 
+def _base_key(base: Built) -> str:
+    return base.image_id.split(":")[-1][:16]
+
+
+@pytest.fixture(scope="session")
+def stale_fixtures_removed(docker_client: docker.DockerClient, default_image: Built) -> None:
+    """Untag fixture images built on an older default image (they would pile up otherwise)."""
+    key = _base_key(default_image)
+    for img in docker_client.images.list(name=FIXTURE_REPO):
+        for tag in img.tags:
+            if tag.startswith(f"{FIXTURE_REPO}:") and not tag.endswith(f"-{key}"):
+                docker_client.images.remove(tag, noprune=False)
+
+
 def derived_image(client: docker.DockerClient, base: Built, case: Case) -> str:
     """Build (or reuse) the broken image of ``case`` on top of the default image."""
-    tag = f"{FIXTURE_REPO}:{case.mode}-{base.image_id.split(':')[-1][:16]}"
+    tag = f"{FIXTURE_REPO}:{case.mode}-{_base_key(base)}"
     user = client.images.get(base.image_id).attrs["Config"].get("User") or "0"
     client.images.build(
         path=str(FIXTURES),
@@ -214,6 +228,7 @@ def derived_image(client: docker.DockerClient, base: Built, case: Case) -> str:
     return tag
 
 
+@pytest.mark.usefixtures("stale_fixtures_removed")
 @pytest.mark.parametrize("case", CASES, ids=[c.mode for c in CASES])
 def test_a_broken_image_fails_with_its_cause(
     case: Case,
