@@ -9,10 +9,13 @@ Everything runs side by side in one run on Unix sockets in a temporary directory
 * ``direct``    - the policy's ``on_request_headers`` called in this process (no gRPC, no hop).
 
 Calls go over ONE multiplexed ``ExecuteStream`` like the Go policy engine uses. Sequential: one
-call at a time. Concurrent: 8 caller threads sharing the stream. Every loop is bounded in count and
-time. Prints a table (median, p99, throughput) and the target checks of issue 5.
+call at a time. Concurrent: 8 caller threads sharing the stream. The machine is shared, so echo and
+worker are measured in interleaved rounds (alternating which goes first) after a common warm-up,
+and each row pools the samples of all rounds; the per-round ratios are printed too. Every loop is
+bounded in count and time. Prints a table (median, p99, throughput), the load average, and the
+target checks of issue 5.
 
-    python benchmarks/bench_executor.py [--python VENV_PYTHON] [--seconds 4] [--workers 2]
+    python benchmarks/bench_executor.py [--python VENV_PYTHON] [--rounds 5] [--seconds 1.5]
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
 
-from gateway_executor.client import ExecutorClient, build_request  # noqa: E402
+from gateway_executor.client import CallStream, ExecutorClient, build_request  # noqa: E402
 
 POLICY = textwrap.dedent(
     """
@@ -85,13 +88,44 @@ ECHO_SERVER = textwrap.dedent(
 
 @dataclass
 class Result:
+    """Pooled samples of one path/mode over every round."""
+
     name: str
     mode: str
-    calls: int
-    median_us: float
-    p99_us: float
-    throughput: float
-    errors: int
+    lat: list[float] = field(default_factory=list)
+    busy_s: float = 0.0
+    errors: int = 0
+    round_medians: list[float] = field(default_factory=list)
+    round_rates: list[float] = field(default_factory=list)
+
+    @property
+    def calls(self) -> int:
+        return len(self.lat)
+
+    @property
+    def median_us(self) -> float:
+        return statistics.median(self.lat) * 1e6
+
+    @property
+    def p99_us(self) -> float:
+        return _percentile(self.lat, 0.99) * 1e6
+
+    @property
+    def throughput(self) -> float:
+        return len(self.lat) / self.busy_s
+
+    def add(self, lat: list[float], total: float, errors: int) -> None:
+        self.lat.extend(lat)
+        self.busy_s += total
+        self.errors += errors
+        self.round_medians.append(statistics.median(lat) * 1e6)
+        self.round_rates.append(len(lat) / total)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "mode": self.mode, "calls": self.calls,
+                "median_us": self.median_us, "p99_us": self.p99_us,
+                "throughput": self.throughput, "errors": self.errors,
+                "round_medians_us": self.round_medians, "round_rates": self.round_rates}
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -99,34 +133,34 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-def run_sequential(client: ExecutorClient, iid: str, name: str, max_calls: int,
-                   seconds: float, warmup: int) -> Result:
-    stream = client.stream()
-    errors = 0
+def _ok(resp: Any) -> bool:
+    return bool(resp.WhichOneof("payload") == "request_header_action")
+
+
+def run_sequential(stream: CallStream, iid: str, max_calls: int, seconds: float,
+                   warmup: int) -> tuple[list[float], float, int]:
+    """One caller, one call at a time; returns (latencies, elapsed, errors)."""
     for i in range(warmup):
         stream.call(build_request("request_headers", instance_id=iid, request_id=f"w{i}",
                                   request={"path": "/bench"}), 60)
+    errors = 0
     lat: list[float] = []
     end = time.monotonic() + seconds
     start = time.perf_counter()
-    for i in range(max_calls):
-        req = build_request("request_headers", instance_id=iid, request_id=f"s{i}",
-                            request={"path": "/bench"})
+    for _ in range(max_calls):
+        req = build_request("request_headers", instance_id=iid, request={"path": "/bench"})
         t0 = time.perf_counter()
         resp = stream.call(req, 60)
         lat.append(time.perf_counter() - t0)
-        if resp.WhichOneof("payload") != "request_header_action":
-            errors += 1
+        errors += not _ok(resp)
         if time.monotonic() > end:
             break
-    total = time.perf_counter() - start
-    return Result(name, "sequential", len(lat), statistics.median(lat) * 1e6,
-                  _percentile(lat, 0.99) * 1e6, len(lat) / total, errors)
+    return lat, time.perf_counter() - start, errors
 
 
-def run_concurrent(client: ExecutorClient, iid: str, name: str, callers: int,
-                   max_calls: int, seconds: float) -> Result:
-    stream = client.stream()
+def run_concurrent(stream: CallStream, iid: str, callers: int, max_calls: int,
+                   seconds: float) -> tuple[list[float], float, int]:
+    """``callers`` threads sharing one stream; returns (latencies, elapsed, errors)."""
     lat: list[list[float]] = [[] for _ in range(callers)]
     errors = [0] * callers
     end = time.monotonic() + seconds
@@ -134,14 +168,12 @@ def run_concurrent(client: ExecutorClient, iid: str, name: str, callers: int,
 
     def caller(n: int) -> None:
         barrier.wait()
-        for i in range(max_calls):
-            req = build_request("request_headers", instance_id=iid, request_id=f"c{n}-{i}",
-                                request={"path": "/bench"})
+        for _ in range(max_calls):
+            req = build_request("request_headers", instance_id=iid, request={"path": "/bench"})
             t0 = time.perf_counter()
             resp = stream.call(req, 60)
             lat[n].append(time.perf_counter() - t0)
-            if resp.WhichOneof("payload") != "request_header_action":
-                errors[n] += 1
+            errors[n] += not _ok(resp)
             if time.monotonic() > end:
                 return
 
@@ -152,13 +184,11 @@ def run_concurrent(client: ExecutorClient, iid: str, name: str, callers: int,
     start = time.perf_counter()
     for t in threads:
         t.join()
-    total = time.perf_counter() - start
-    flat = [x for part in lat for x in part]
-    return Result(name, f"{callers} concurrent", len(flat), statistics.median(flat) * 1e6,
-                  _percentile(flat, 0.99) * 1e6, len(flat) / total, sum(errors))
+    return [x for part in lat for x in part], time.perf_counter() - start, sum(errors)
 
 
 def run_direct(policy_dir: Path, max_calls: int, seconds: float) -> Result:
+    """The policy hook called in this process: no gRPC, no process hop."""
     sys.path.insert(0, str(policy_dir))
     # The benchmark's own environment needs the SDK for this row.
     sdk: Any = importlib.import_module("apip_sdk_core")
@@ -178,9 +208,9 @@ def run_direct(policy_dir: Path, max_calls: int, seconds: float) -> Result:
         lat.append(time.perf_counter() - t0)
         if time.monotonic() > end:
             break
-    total = time.perf_counter() - start
-    return Result("direct", "sequential", len(lat), statistics.median(lat) * 1e6,
-                  _percentile(lat, 0.99) * 1e6, len(lat) / total, 0)
+    result = Result("direct", "sequential")
+    result.add(lat, time.perf_counter() - start, 0)
+    return result
 
 
 def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -193,13 +223,23 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> Non
         time.sleep(0.05)
 
 
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--python", default=sys.executable,
                     help="policy venv interpreter (needs apip-sdk-core; default: this one)")
-    ap.add_argument("--seconds", type=float, default=4.0, help="time bound per measurement")
-    ap.add_argument("--calls", type=int, default=3000, help="count bound per measurement")
-    ap.add_argument("--per-call-calls", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="interleaved rounds (echo, worker, echo, worker, ...)")
+    ap.add_argument("--seconds", type=float, default=1.5,
+                    help="time bound per measurement and round")
+    ap.add_argument("--calls", type=int, default=2000, help="count bound per measurement and round")
+    ap.add_argument("--per-call-calls", type=int, default=40)
     ap.add_argument("--workers", type=int, default=2, help="worker processes for worker mode")
     ap.add_argument("--callers", type=int, default=8)
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
@@ -224,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     (tmp / "registry.json").write_text(json.dumps(registry))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs: list[subprocess.Popen[bytes]] = []
-    results: list[Result] = []
+    conc = f"{args.callers} concurrent"
+    results = {key: Result(*key) for key in (
+        ("echo", "sequential"), ("worker", "sequential"), ("per-call", "sequential"),
+        ("echo", conc), ("worker", conc))}
+    load_before = _loadavg()
     try:
         echo_sock = tmp / "echo.sock"
         echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_sock), str(ROOT)],
@@ -242,21 +286,27 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(executor)
         _wait_file(ready, executor, 60)
 
+        # The same client code, channel options and socket kind for both servers.
         echo_client = ExecutorClient(str(echo_sock))
         ex_client = ExecutorClient(str(ex_sock))
         worker_iid = ex_client.init_policy("bench-worker", "v1.0.0").instance_id
         percall_iid = ex_client.init_policy("bench-per-call", "v1.0.0").instance_id
-
-        results.append(run_sequential(echo_client, "x", "echo", args.calls, args.seconds, 200))
-        results.append(run_sequential(ex_client, worker_iid, "worker", args.calls, args.seconds,
-                                      200))
-        results.append(run_sequential(ex_client, percall_iid, "per-call", args.per_call_calls,
-                                      args.seconds * 3, 3))
-        results.append(run_direct(tmp / "policies", args.calls, args.seconds))
-        results.append(run_concurrent(echo_client, "x", "echo", args.callers, args.calls,
-                                      args.seconds))
-        results.append(run_concurrent(ex_client, worker_iid, "worker", args.callers, args.calls,
-                                      args.seconds))
+        targets = [("echo", echo_client.stream(), "x"), ("worker", ex_client.stream(), worker_iid)]
+        for _, stream, iid in targets:  # warm both up before anything is timed
+            run_sequential(stream, iid, 1, 0.0, 300)
+        for rnd in range(args.rounds):
+            # Alternate which one goes first so drifting machine load hits both alike.
+            order = targets if rnd % 2 == 0 else targets[::-1]
+            for name, stream, iid in order:
+                results[(name, "sequential")].add(
+                    *run_sequential(stream, iid, args.calls, args.seconds, 50))
+            for name, stream, iid in order:
+                results[(name, conc)].add(
+                    *run_concurrent(stream, iid, args.callers, args.calls, args.seconds))
+        results[("per-call", "sequential")].add(
+            *run_sequential(ex_client.stream(), percall_iid, args.per_call_calls,
+                            args.seconds * 4, 3))
+        direct = run_direct(tmp / "policies", args.calls, args.seconds)
         echo_client.close()
         ex_client.close()
     finally:
@@ -268,41 +318,50 @@ def main(argv: list[str] | None = None) -> int:
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
+    load_after = _loadavg()
 
+    order_rows = [("echo", "sequential"), ("worker", "sequential"), ("per-call", "sequential"),
+                  None, ("echo", conc), ("worker", conc)]
+    rows = [direct if k is None else results[k] for k in order_rows]
     print(f"\nexecutor benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-          f"grpcio {grpc.__version__}, worker pool {args.workers}, one multiplexed stream\n")
+          f"grpcio {grpc.__version__}, worker pool {args.workers}, one multiplexed stream, "
+          f"{args.rounds} interleaved rounds")
+    print(f"load average before {load_before}, after {load_after}\n")
     print(f"| {'path':<9} | {'callers':<13} | {'calls':>6} | {'median us':>9} | {'p99 us':>8} | "
           f"{'calls/s':>8} | {'errors':>6} |")
     print(f"|{'-' * 11}|{'-' * 15}|{'-' * 8}|{'-' * 11}|{'-' * 10}|{'-' * 10}|{'-' * 8}|")
-    for r in results:
+    for r in rows:
         print(f"| {r.name:<9} | {r.mode:<13} | {r.calls:>6} | {r.median_us:>9.0f} | "
               f"{r.p99_us:>8.0f} | {r.throughput:>8.0f} | {r.errors:>6} |")
 
-    by = {(r.name, r.mode.split()[0]): r for r in results}
-    echo_seq, worker_seq = by[("echo", "sequential")], by[("worker", "sequential")]
-    percall = by[("per-call", "sequential")]
-    conc = str(args.callers)
-    echo_c, worker_c = by[("echo", conc)], by[("worker", conc)]
+    echo_seq, worker_seq = results[("echo", "sequential")], results[("worker", "sequential")]
+    percall = results[("per-call", "sequential")]
+    echo_c, worker_c = results[("echo", conc)], results[("worker", conc)]
+    seq_ratios = [w / e for w, e in zip(worker_seq.round_medians, echo_seq.round_medians, strict=True)]
+    rate_ratios = [w / e for w, e in zip(worker_c.round_rates, echo_c.round_rates, strict=True)]
+    print("\nper round: worker/echo sequential median "
+          + " ".join(f"{x:.2f}" for x in seq_ratios)
+          + f"; worker/echo {conc} throughput " + " ".join(f"{x:.0%}" for x in rate_ratios))
+    seq_ratio = worker_seq.median_us / echo_seq.median_us
+    rate_ratio = worker_c.throughput / echo_c.throughput
     checks = [
         ("worker median < 1 ms", worker_seq.median_us < 1000,
          f"{worker_seq.median_us:.0f} us"),
         ("worker >= 15x faster than per-call", percall.median_us >= 15 * worker_seq.median_us,
          f"{percall.median_us / worker_seq.median_us:.1f}x"),
-        ("worker within 1.6x of echo (sequential medians)",
-         worker_seq.median_us <= 1.6 * echo_seq.median_us,
-         f"{worker_seq.median_us / echo_seq.median_us:.2f}x"),
-        (f"worker >= 65% of echo throughput ({conc} callers)",
-         worker_c.throughput >= 0.65 * echo_c.throughput,
-         f"{100 * worker_c.throughput / echo_c.throughput:.0f}%"),
-        ("no errors", all(r.errors == 0 for r in results), ""),
+        ("worker within 1.6x of echo (sequential medians)", seq_ratio <= 1.6,
+         f"{seq_ratio:.2f}x"),
+        (f"worker >= 65% of echo throughput ({args.callers} callers)", rate_ratio >= 0.65,
+         f"{rate_ratio:.0%}"),
+        ("no errors", all(r.errors == 0 for r in rows), ""),
     ]
     print()
     for label, ok, value in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {label}: {value}")
     if args.json:
-        print(json.dumps([r.__dict__ for r in results], indent=2))
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
     # Missed targets are reported above; only wrong answers make the run fail.
-    return 0 if all(r.errors == 0 for r in results) else 1
+    return 0 if all(r.errors == 0 for r in rows) else 1
 
 
 if __name__ == "__main__":
