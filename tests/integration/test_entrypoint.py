@@ -220,7 +220,7 @@ def test_starts_in_order_prefixes_output_and_forwards_arguments(gateway: Gateway
     assert run.finish() == 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
 def test_signal_stops_router_engine_executor_in_order(
     gateway: Gateway, sig: signal.Signals
 ) -> None:
@@ -363,3 +363,14 @@ def test_bad_timeout_environment_is_an_error(gateway: Gateway) -> None:
     assert run.finish() == 1
     assert "SHUTDOWN_GRACE_SECONDS must be a whole number of seconds, got 'ten'" in run.output()
     assert run.events() == []
+
+
+def test_signal_while_waiting_for_readiness_stops_what_runs(gateway: Gateway) -> None:
+    run = gateway.start(STANDIN_EXECUTOR="never-ready")
+    run.wait_for("[py-pol] executor starting")
+    run.wait_for("waiting up to")
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish() == 0
+    assert "executor term" in run.events()
+    assert not any(e.startswith(("engine", "router")) for e in run.events())
+    assert "shutdown complete" in run.output()
