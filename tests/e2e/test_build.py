@@ -7,6 +7,7 @@ cache keeps rebuilds cheap.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import posixpath
@@ -324,3 +325,27 @@ def test_render_only_then_from_context_gives_the_same_image(
     out, err = capsys.readouterr()
     assert json.loads(out)["image"] == built.image_id
     assert "STAND-INS" in err  # --bases local says so loudly
+
+
+def test_prebuilt_policy_engine_skips_the_engine_stage(
+    built: Built, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    container = docker_client.containers.create(built.image_id)
+    try:
+        stream, _ = container.get_archive(options.ENGINE_BINARY)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.extractfile(tar.getmembers()[0])
+            assert member is not None
+            engine = member.read()
+    finally:
+        container.remove()
+    binary = tmp_path / "policy-engine"
+    binary.write_bytes(engine)
+    context = tmp_path / "ctx"
+    data = built.ws.build("--policy-engine", str(binary), "--out", str(context), *LABEL_ARGS)
+    dockerfile = (context / "Dockerfile").read_text()
+    assert " AS engine" not in dockerfile and "COPY engine/prebuilt/ /" in dockerfile
+    out = docker_client.containers.run(
+        data["image"], [options.ENGINE_BINARY], entrypoint="sha256sum", remove=True
+    )
+    assert out.decode().split()[0] == hashlib.sha256(engine).hexdigest()
