@@ -66,6 +66,8 @@ EXECUTOR_DIR: Final = "/app/python-executor"
 REGISTRY_FILE_NAME: Final = "policy-registry.json"
 REGISTRY_PATH: Final = f"{EXECUTOR_DIR}/{REGISTRY_FILE_NAME}"
 POLICIES_DIR: Final = "/app/policies"
+#: Each policy's sample requests (JSON data only), so `smoke-test IMAGE` needs nothing else.
+SAMPLES_DIR: Final = "/app/policy-samples"
 VENVS_DIR: Final = "/opt/venvs"
 EXECUTOR_VENV: Final = "/opt/venvs/_executor"
 ENGINE_BINARY: Final = "/app/policy-engine"

@@ -15,7 +15,7 @@ Layout of a rendered context (every path below is relative to ``--out``)::
     engine/go/<name>/           Go filePath policies
     engine/prebuilt/app/        --policy-engine: the prebuilt engine binary
     rootfs/app/...              the last layer: entrypoint.sh, policy registry, build manifest
-    smoke/<name>/samples/       each policy's sample requests, for the smoke test
+    rootfs/app/policy-samples/<name>/samples/   each policy's sample requests (smoke test)
 
 Identical inputs give byte-identical files, modes and times (SOURCE_DATE_EPOCH). The context is
 rendered into a temporary directory next to ``--out`` and then renamed into place.
@@ -551,7 +551,11 @@ def write_context(
                     p.source_dir, f"policies/{p.name}/{p.package_dir_name}", f"policy '{p.name}'"
                 )
             if p.samples_dir is not None and p.samples_dir.is_dir():
-                w.tree(p.samples_dir, f"smoke/{p.name}/samples", f"samples of policy '{p.name}'")
+                w.tree(
+                    p.samples_dir,
+                    f"rootfs{options.SAMPLES_DIR}/{p.name}/samples",
+                    f"samples of policy '{p.name}'",
+                )
         w.text(f"rootfs{options.REGISTRY_PATH}", registry_json(plan))
     _write_engine_inputs(w, plan)
     manifest = json.dumps(_manifest(plan, labels), indent=2, sort_keys=True, ensure_ascii=False)

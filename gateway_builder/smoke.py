@@ -247,7 +247,7 @@ def _copy_out(container: Container, path: str, root: Path) -> bool:
 
 
 #: What the smoke test reads out of an image when no context is given.
-IMAGE_INPUTS = (options.REGISTRY_PATH, checks.BUILD_MANIFEST_PATH, options.POLICIES_DIR)
+IMAGE_INPUTS = (options.REGISTRY_PATH, checks.BUILD_MANIFEST_PATH, options.SAMPLES_DIR)
 
 
 def image_inputs(client: Any, image: str, work: Path) -> Inputs:

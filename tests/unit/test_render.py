@@ -240,9 +240,12 @@ def test_context_layout_locks_and_wheelhouses(index: LocalIndex, tmp_path: Path)
     assert not list(copied.rglob("__pycache__"))
     assert not (ctx / "policies" / "token-scorer").exists()
     # Samples for the smoke test, executor without tests or caches.
-    assert sorted(p.name for p in (ctx / "smoke" / "prompt-guard" / "samples").iterdir()) == sorted(
-        p.name for p in (SAMPLES / "prompt-guard" / "samples").glob("*.json")
-    )
+    assert sorted(
+        p.name
+        for p in (
+            ctx / "rootfs" / options.SAMPLES_DIR.lstrip("/") / "prompt-guard" / "samples"
+        ).iterdir()
+    ) == sorted(p.name for p in (SAMPLES / "prompt-guard" / "samples").glob("*.json"))
     executor = ctx / "executor" / "gateway_executor"
     assert (executor / "__main__.py").is_file() and (executor / "worker_shim.py").is_file()
     assert not list(executor.rglob("__pycache__")) and not list(executor.rglob("*.pyc"))

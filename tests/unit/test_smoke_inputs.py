@@ -43,7 +43,8 @@ def _context(root: Path, names: tuple[str, ...] = ("prompt-guard", "prompt-enric
     )
     for name in names:
         shutil.copytree(
-            REPO / "policy_sources" / name / "samples", root / "smoke" / name / "samples"
+            REPO / "policy_sources" / name / "samples",
+            root / "rootfs" / options.SAMPLES_DIR.lstrip("/") / name / "samples",
         )
     manifest = {
         "python_policies": [
@@ -59,7 +60,9 @@ def test_a_rendered_context(tmp_path: Path) -> None:
     assert [e.name for e in inputs.entries] == ["prompt-enrichment", "prompt-guard"]
     assert set(inputs.samples) == {"prompt-enrichment", "prompt-guard"}
     guard = inputs.samples["prompt-guard"]
-    assert guard and all(s.file.startswith("smoke/prompt-guard/samples/") for s in guard)
+    assert guard and all(
+        s.file.startswith("rootfs/app/policy-samples/prompt-guard/samples/") for s in guard
+    )
     # Pins: the build manifest's complete lock wins; nothing else is made up.
     assert inputs.pins == {"prompt-guard": {"markupsafe": "3.0.2"}}
     assert inputs.complete_pins == {"prompt-guard"}
@@ -68,7 +71,9 @@ def test_a_rendered_context(tmp_path: Path) -> None:
 def test_requirements_next_to_samples_are_the_fallback_pins(tmp_path: Path) -> None:
     root = _context(tmp_path)
     (root / "build-manifest.json").unlink()
-    (root / "smoke" / "prompt-enrichment" / "requirements.txt").write_text("MarkupSafe==2.1.5\n")
+    (
+        root / "rootfs" / options.SAMPLES_DIR.lstrip("/") / "prompt-enrichment" / "requirements.txt"
+    ).write_text("MarkupSafe==2.1.5\n")
     inputs = load_inputs(root, "context X", registry_required=True)
     assert inputs.pins == {"prompt-enrichment": {"markupsafe": "2.1.5"}}
     assert inputs.complete_pins == set()
@@ -91,9 +96,12 @@ def test_missing_or_bad_registry(tmp_path: Path) -> None:
 
 def test_a_broken_sample_is_an_input_error_naming_the_file(tmp_path: Path) -> None:
     root = _context(tmp_path, ("prompt-guard",))
-    bad = root / "smoke/prompt-guard/samples/zz-bad.json"
+    bad = root / "rootfs/app/policy-samples/prompt-guard/samples/zz-bad.json"
     bad.write_text(json.dumps({"description": "x", "phase": "request_body", "request": {}}))
-    with pytest.raises(InputError, match=r"^smoke/prompt-guard/samples/zz-bad.json: missing key"):
+    with pytest.raises(
+        InputError,
+        match=r"^rootfs/app/policy-samples/prompt-guard/samples/zz-bad.json: missing key",
+    ):
         load_inputs(root, "context X", registry_required=True)
 
 
