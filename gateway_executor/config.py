@@ -30,6 +30,8 @@ class ExecutorConfig:
     log_level: str
     start_timeout_s: float
     shutdown_grace_s: float
+    #: Extra TCP listener for debugging (``HOST:PORT``), served next to the main one.
+    debug_listen: str | None = None
 
     @property
     def is_tcp(self) -> bool:
@@ -90,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default=None,
                    help=f"Unix socket path or HOST:PORT (default: {defaults.SOCKET_PATH}; "
                         "env PYTHON_EXECUTOR_LISTEN)")
+    p.add_argument("--debug-listen", default=None,
+                   help="also listen on this HOST:PORT, for debugging "
+                        "(env PYTHON_EXECUTOR_DEBUG_LISTEN)")
     p.add_argument("--ready-file", default=None,
                    help="written once every policy passed its start-up check")
     p.add_argument("--workers", default=None,
@@ -128,6 +133,9 @@ def parse_config(argv: Sequence[str] | None = None,
     timeout = pick(args.timeout, defaults.ENV_TIMEOUT)
     level = pick(args.log_level, defaults.ENV_LOG_LEVEL)
     listen = args.listen or env.get("PYTHON_EXECUTOR_LISTEN") or defaults.SOCKET_PATH
+    debug_listen = args.debug_listen or env.get("PYTHON_EXECUTOR_DEBUG_LISTEN") or None
+    if debug_listen is not None and not is_tcp_address(debug_listen):
+        raise ConfigError(f"--debug-listen: expected HOST:PORT, got {debug_listen!r}")
     start_timeout = (_positive_float("--start-timeout", args.start_timeout)
                      if args.start_timeout is not None else defaults.START_TIMEOUT_S)
     grace = (_positive_float("--shutdown-grace", args.shutdown_grace)
@@ -143,6 +151,7 @@ def parse_config(argv: Sequence[str] | None = None,
         log_level=_log_level(level[0], level[1]) if level else "INFO",
         start_timeout_s=start_timeout,
         shutdown_grace_s=grace,
+        debug_listen=debug_listen,
     )
 
 

@@ -114,6 +114,14 @@ class ExecutorServer:
                 raise StartError(f"cannot listen on {cfg.listen}")
             host = cfg.listen.rpartition(":")[0]
             address = f"{host}:{port}"
+        if cfg.debug_listen:
+            try:
+                debug_port = self.server.add_insecure_port(cfg.debug_listen)
+            except RuntimeError as exc:
+                raise StartError(f"cannot listen on {cfg.debug_listen}: {exc}") from exc
+            if debug_port == 0:
+                raise StartError(f"cannot listen on {cfg.debug_listen}")
+            log.info("debug listener on %s:%d", cfg.debug_listen.rpartition(":")[0], debug_port)
         self.address = address
         return address
 

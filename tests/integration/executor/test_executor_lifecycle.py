@@ -188,3 +188,22 @@ def test_stale_socket_is_replaced_and_a_regular_file_is_not(
     res = _run(["--registry", str(registry), "--listen", str(other)])
     assert res.returncode == 2 and "is not a socket" in res.stdout + res.stderr
     assert other.read_text() == "keep me"
+
+
+def test_debug_tcp_listener_next_to_the_unix_socket(start_executor: Start,
+                                                   venvs: dict[str, Path]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ex = start_executor([policy_entry("h", "header-policy", venvs["py312"])],
+                        "--debug-listen", f"127.0.0.1:{port}").wait_started()
+    tcp = ExecutorClient(f"127.0.0.1:{port}")
+    try:
+        tcp.wait_for_channel(20)
+        # Both transports reach the same executor: an instance made on one serves the other.
+        iid = ex.client.init_policy("h", "v1.0.0").instance_id
+        resp = tcp.execute(build_request("request_headers", instance_id=iid))
+        assert resp.WhichOneof("payload") == "request_header_action"
+        assert [p.name for p in tcp.health().policies] == ["h"]
+    finally:
+        tcp.close()

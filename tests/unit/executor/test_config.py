@@ -17,8 +17,12 @@ def test_defaults() -> None:
 
 
 def test_environment_then_flags_win() -> None:
-    env = {"PYTHON_POLICY_WORKERS": "3", "PYTHON_POLICY_MAX_CONCURRENT": "7",
-           "PYTHON_POLICY_TIMEOUT": "1.5", "LOG_LEVEL": "debug"}
+    env = {
+        "PYTHON_POLICY_WORKERS": "3",
+        "PYTHON_POLICY_MAX_CONCURRENT": "7",
+        "PYTHON_POLICY_TIMEOUT": "1.5",
+        "LOG_LEVEL": "debug",
+    }
     cfg = parse_config([], env=env)
     assert (cfg.workers, cfg.max_concurrent, cfg.timeout_s, cfg.log_level) == (3, 7, 1.5, "DEBUG")
     cfg = parse_config(["--workers", "5", "--timeout", "2", "--log-level", "warn"], env=env)
@@ -28,7 +32,11 @@ def test_environment_then_flags_win() -> None:
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
-        ([], {"PYTHON_POLICY_WORKERS": "abc"}, "PYTHON_POLICY_WORKERS: expected a positive integer"),
+        (
+            [],
+            {"PYTHON_POLICY_WORKERS": "abc"},
+            "PYTHON_POLICY_WORKERS: expected a positive integer",
+        ),
         ([], {"PYTHON_POLICY_WORKERS": "0"}, "PYTHON_POLICY_WORKERS"),
         ([], {"PYTHON_POLICY_MAX_CONCURRENT": "-1"}, "PYTHON_POLICY_MAX_CONCURRENT"),
         ([], {"PYTHON_POLICY_TIMEOUT": "soon"}, "PYTHON_POLICY_TIMEOUT: expected a positive"),
@@ -45,9 +53,15 @@ def test_invalid_values_are_errors(argv: list[str], env: dict[str, str], message
 
 @pytest.mark.parametrize(
     ("listen", "tcp"),
-    [("127.0.0.1:9004", True), ("[::1]:9004", True), ("localhost:0", True),
-     ("/var/run/x.sock", False), ("unix:/tmp/x.sock", False), ("./rel.sock", False),
-     ("name-without-port", False)],
+    [
+        ("127.0.0.1:9004", True),
+        ("[::1]:9004", True),
+        ("localhost:0", True),
+        ("/var/run/x.sock", False),
+        ("unix:/tmp/x.sock", False),
+        ("./rel.sock", False),
+        ("name-without-port", False),
+    ],
 )
 def test_listen_address_kind(listen: str, tcp: bool) -> None:
     assert is_tcp_address(listen) is tcp
@@ -58,3 +72,12 @@ def test_listen_address_kind(listen: str, tcp: bool) -> None:
 def test_unix_prefix_is_stripped_and_listen_env() -> None:
     assert parse_config(["--listen", "unix:/tmp/a.sock"], env={}).socket_path == "/tmp/a.sock"
     assert parse_config([], env={"PYTHON_EXECUTOR_LISTEN": "/tmp/b.sock"}).listen == "/tmp/b.sock"
+
+
+def test_debug_listen_from_flag_or_env_must_be_tcp() -> None:
+    assert parse_config([], env={}).debug_listen is None
+    assert parse_config(["--debug-listen", "0.0.0.0:9004"], env={}).debug_listen == "0.0.0.0:9004"
+    env = {"PYTHON_EXECUTOR_DEBUG_LISTEN": "127.0.0.1:9004"}
+    assert parse_config([], env=env).debug_listen == "127.0.0.1:9004"
+    with pytest.raises(ConfigError, match="--debug-listen: expected HOST:PORT"):
+        parse_config(["--debug-listen", "/tmp/x.sock"], env={})
