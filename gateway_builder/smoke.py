@@ -52,36 +52,9 @@ STEPS = ("inputs", "start", "protocol", "isolation", "fail-fast", "shutdown")
 #: How the smoke test reaches the executor: the bind-mounted Unix socket, TCP on 127.0.0.1,
 #: or (auto) the socket when it answers from the host, else TCP.
 TRANSPORTS = ("auto", "unix", "tcp")
-#: The TCP transport: a relay started in the container with ``docker exec`` (standard library
-#: only, run by the executor's own Python) forwards a published port to the executor's socket.
-#: The port is published on 127.0.0.1 only.
-_RELAY = r"""
-import socket, sys, threading
-uds, port = sys.argv[1], int(sys.argv[2])
-server = socket.create_server(("0.0.0.0", port))
-def pipe(src, dst):
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-while True:
-    client, _ = server.accept()
-    upstream = socket.socket(socket.AF_UNIX)
-    try:
-        upstream.connect(uds)
-    except OSError:
-        client.close()
-        continue
-    threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
-    threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
-"""
+#: The TCP transport: the executor's own debug listener (``--py.debug-listen``, forwarded by
+#: the entrypoint as ``--debug-listen``), published on 127.0.0.1 only.
+_DEBUG_LISTEN_ARGS = ("--py.debug-listen", f"0.0.0.0:{options.EXECUTOR_DEBUG_PORT}")
 _POLL_S = 0.2
 T = TypeVar("T")
 
@@ -298,6 +271,7 @@ class _Run:
         if publish_tcp:
             # A random host port on 127.0.0.1 only (testcontainers' own helper binds 0.0.0.0).
             self._tc.ports[_TCP_PORT] = ("127.0.0.1", None)  # type: ignore[assignment]
+            self._tc.with_command(list(_DEBUG_LISTEN_ARGS))
         try:
             self._tc.start()
         except BaseException:
@@ -311,17 +285,12 @@ class _Run:
         return self.sock_dir / PurePosixPath(options.PYTHON_EXECUTOR_SOCKET).name
 
     def tcp_address(self) -> str:
-        """Start the relay in the container; ``127.0.0.1:PORT`` of the published port."""
+        """``127.0.0.1:PORT``: the host side of the executor's published debug listener."""
         self.container.reload()
         bound = (self.container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(_TCP_PORT)
         host = next((b for b in bound or [] if b.get("HostIp") == "127.0.0.1"), None)
         if host is None:
             raise _StepFailed(f"port {_TCP_PORT} is not published on 127.0.0.1")
-        python = f"{options.EXECUTOR_VENV}/bin/python"
-        port = str(options.EXECUTOR_DEBUG_PORT)
-        self.container.exec_run(
-            [python, "-I", "-c", _RELAY, options.PYTHON_EXECUTOR_SOCKET, port], detach=True
-        )
         return f"127.0.0.1:{host['HostPort']}"
 
     def logs(self) -> str:
@@ -478,7 +447,7 @@ def _unix_problem(sock: Path) -> str | None:
 
 
 def _wait_answering(address: str, timeout: float) -> None:
-    """Until a HealthCheck through ``address`` answers (the relay needs a moment to listen)."""
+    """Until a HealthCheck through ``address`` answers (the port mapping may lag a moment)."""
     deadline = time.monotonic() + timeout
     with ExecutorClient(address, timeout=2.0) as client:
         while True:
