@@ -5,10 +5,12 @@ Transport-free: the gRPC service (``service.py``) and the benchmark call into th
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,7 @@ from gateway_executor.pool import (
     AcquireTimeout,
     CallState,
     Cancelled,
+    Job,
     PerCallRunner,
     PolicyRuntime,
     PolicyUnavailable,
@@ -50,6 +53,16 @@ class Instance:
     mode: dict[str, str] = field(default_factory=dict)
 
 
+#: A call waiting for a ``max_concurrent`` slot: (request, kind, state, done, instance).
+_Pending = tuple[
+    pb.StreamRequest,
+    translate.PayloadKind,
+    CallState,
+    Callable[[pb.StreamResponse | None], None],
+    Instance,
+]
+
+
 class Engine:
     """Owns every policy runtime and instance."""
 
@@ -61,14 +74,19 @@ class Engine:
             workers = self.settings.workers or entry.workers
             timeout = self.settings.timeout_s or entry.timeout_ms / 1000.0
             cls = PerCallRunner if entry.isolation == "per-call" else WorkerPool
-            self.runtimes[entry.key] = cls(entry, self.spawner, workers, timeout,
-                                           self.settings.start_timeout_s)
+            self.runtimes[entry.key] = cls(
+                entry, self.spawner, workers, timeout, self.settings.start_timeout_s
+            )
         self._instances: dict[str, Instance] = {}
         self._lock = threading.Lock()
         self.started = False
         self.draining = False
         self._inflight = 0
         self._idle = threading.Condition(self._lock)
+        #: Calls running now, and the ones waiting for a ``max_concurrent`` slot.
+        self._running = 0
+        self._backlog: collections.deque[_Pending] = collections.deque()
+        self._tls = threading.local()
 
     # ---- start / status ----------------------------------------------------------------------
     def start(self) -> bool:
@@ -83,9 +101,14 @@ class Engine:
             t.join()
         for rt in self.runtimes.values():
             if rt.ready:
-                log.info("policy %s ready (python %s, %s, %d %s)", rt.entry.key,
-                         rt.python_version, rt.entry.isolation, rt.size,
-                         "workers" if rt.entry.isolation == "worker" else "concurrent calls")
+                log.info(
+                    "policy %s ready (python %s, %s, %d %s)",
+                    rt.entry.key,
+                    rt.python_version,
+                    rt.entry.isolation,
+                    rt.size,
+                    "workers" if rt.entry.isolation == "worker" else "concurrent calls",
+                )
             else:
                 log.error("policy %s failed: %s", rt.entry.key, rt.reason)
         self.started = True
@@ -94,8 +117,11 @@ class Engine:
     @property
     def ready(self) -> bool:
         """All policies started, none quarantined, not shutting down."""
-        return (self.started and not self.draining
-                and all(rt.ready and not rt.quarantined for rt in self.runtimes.values()))
+        return (
+            self.started
+            and not self.draining
+            and all(rt.ready and not rt.quarantined for rt in self.runtimes.values())
+        )
 
     def not_ready_reason(self) -> str:
         """Why :attr:`ready` is false (empty when ready)."""
@@ -103,8 +129,11 @@ class Engine:
             return "executor is shutting down"
         if not self.started:
             return "policies are starting"
-        bad = [f"{rt.entry.key}: {rt.reason}" for rt in self.runtimes.values()
-               if not rt.ready or rt.quarantined]
+        bad = [
+            f"{rt.entry.key}: {rt.reason}"
+            for rt in self.runtimes.values()
+            if not rt.ready or rt.quarantined
+        ]
         return "; ".join(bad)
 
     def health(self) -> pb.HealthCheckResponse:
@@ -135,8 +164,9 @@ class Engine:
         if rt is not None:
             return rt
         major = version.split(".", 1)[0]
-        matches = [r for r in self.runtimes.values()
-                   if r.entry.name == name and r.entry.major == major]
+        matches = [
+            r for r in self.runtimes.values() if r.entry.name == name and r.entry.major == major
+        ]
         return matches[0] if len(matches) == 1 else None
 
     def init_policy(self, req: pb.InitPolicyRequest) -> pb.InitPolicyResponse:
@@ -153,13 +183,17 @@ class Engine:
                 error_message=f"policy {rt.entry.key} is not ready: {rt.reason or 'shutting down'}",
             )
         iid = str(uuid.uuid4())
-        init = {"metadata": translate.metadata_to_wire(req.policy_metadata),
-                "params": translate.struct_to_dict(req.params)}
+        init = {
+            "metadata": translate.metadata_to_wire(req.policy_metadata),
+            "params": translate.struct_to_dict(req.params),
+        }
         deadline = time.monotonic() + max(rt.timeout_s, self.settings.start_timeout_s)
         try:
             reply = rt.init_instance(iid, init["metadata"], init["params"], deadline)
         except (WorkerError, AcquireTimeout, PolicyUnavailable) as exc:
-            return pb.InitPolicyResponse(success=False, error_message=f"{type(exc).__name__}: {exc}")
+            return pb.InitPolicyResponse(
+                success=False, error_message=f"{type(exc).__name__}: {exc}"
+            )
         if not reply.get("ok"):
             return pb.InitPolicyResponse(success=False, error_message=str(reply.get("error")))
         try:
@@ -169,10 +203,12 @@ class Engine:
             return pb.InitPolicyResponse(success=False, error_message=f"bad init reply: {exc}")
         with self._lock:
             self._instances[iid] = Instance(iid, rt, init, dict(reply["mode"]))
-        log.info("InitPolicy %s route=%s instance=%s", rt.entry.key,
-                 req.policy_metadata.route_name, iid)
-        return pb.InitPolicyResponse(success=True, instance_id=iid, processing_mode=mode,
-                                     capabilities=caps)
+        log.info(
+            "InitPolicy %s route=%s instance=%s", rt.entry.key, req.policy_metadata.route_name, iid
+        )
+        return pb.InitPolicyResponse(
+            success=True, instance_id=iid, processing_mode=mode, capabilities=caps
+        )
 
     def destroy_policy(self, req: pb.DestroyPolicyRequest) -> pb.DestroyPolicyResponse:
         """Forget an instance and close it in the workers (``DestroyPolicy``)."""
@@ -189,17 +225,31 @@ class Engine:
             return len(self._instances)
 
     # ---- calls ---------------------------------------------------------------------------------
-    def _failure(self, req: pb.StreamRequest, kind: translate.PayloadKind, rt: PolicyRuntime,
-                 error_type: str, message: str) -> pb.StreamResponse:
+    def _failure(
+        self,
+        req: pb.StreamRequest,
+        kind: translate.PayloadKind,
+        rt: PolicyRuntime,
+        error_type: str,
+        message: str,
+    ) -> pb.StreamResponse:
         entry = rt.entry
         if entry.failure_mode == "skip":
-            log.warning("policy %s %s (%s); failure_mode=skip: passing through",
-                        entry.key, error_type, message)
+            log.warning(
+                "policy %s %s (%s); failure_mode=skip: passing through",
+                entry.key,
+                error_type,
+                message,
+            )
             return translate.passthrough_response(req.request_id, kind)
         log.warning("policy %s %s: %s", entry.key, error_type, message)
-        return translate.error_response(req.request_id, message, error_type,
-                                        req.policy_name or entry.name,
-                                        req.policy_version or entry.version)
+        return translate.error_response(
+            req.request_id,
+            message,
+            error_type,
+            req.policy_name or entry.name,
+            req.policy_version or entry.version,
+        )
 
     def begin(self) -> bool:
         """Count a call in; False when draining (the call must be refused)."""
@@ -227,42 +277,143 @@ class Engine:
                 self._idle.wait(left)
         return True
 
-    def execute(self, req: pb.StreamRequest, kind: translate.PayloadKind,
-                state: CallState) -> pb.StreamResponse | None:
-        """Run one hook call; ``None`` when the call was cancelled (no response is sent)."""
-        with self._lock:
-            inst = self._instances.get(req.instance_id)
+    def submit(
+        self,
+        req: pb.StreamRequest,
+        kind: translate.PayloadKind,
+        state: CallState,
+        done: Callable[[pb.StreamResponse | None], None],
+    ) -> None:
+        """Start one hook call; ``done`` gets its response (``None``: cancelled, send nothing).
+
+        Never blocks on a policy. ``done`` runs exactly once: on this thread when the call is
+        answered at once, else on the thread that finished it (the worker's driver). At most
+        ``max_concurrent`` calls run at once; the rest wait in order (their timeout starts when
+        they run, as before).
+        """
+        inst = self._instances.get(req.instance_id)
         if inst is None:
-            return translate.error_response(
-                req.request_id, f"no policy instance {req.instance_id!r} (InitPolicy first)",
-                "execution_error", req.policy_name, req.policy_version)
+            done(
+                translate.error_response(
+                    req.request_id,
+                    f"no policy instance {req.instance_id!r} (InitPolicy first)",
+                    "execution_error",
+                    req.policy_name,
+                    req.policy_version,
+                )
+            )
+            return
+        item = (req, kind, state, done, inst)
+        with self._lock:
+            if self._running >= self.settings.max_concurrent:
+                self._backlog.append(item)
+                return
+            self._running += 1
+        if not self._start(item):
+            self._release_slot()
+
+    def _start(self, item: _Pending) -> bool:
+        """Hand a call to its runtime; False when it was answered at once (slot still held)."""
+        req, kind, state, done, inst = item
         rt = inst.runtime
         timeout = rt.timeout_s
         em = req.execution_metadata
-        if em.HasField("deadline") and (em.deadline.seconds or em.deadline.nanos):
-            timeout = min(timeout, em.deadline.seconds + em.deadline.nanos / 1e9 - time.time())
+        if em.HasField("deadline"):
+            dl = em.deadline
+            if dl.seconds or dl.nanos:
+                timeout = min(timeout, dl.seconds + dl.nanos / 1e9 - time.time())
         if timeout <= 0:
-            return self._failure(req, kind, rt, "timeout", "deadline already passed")
+            done(self._failure(req, kind, rt, "timeout", "deadline already passed"))
+            return False
         deadline = time.monotonic() + timeout
-        msg = translate.request_to_wire(req, kind)
+        try:
+            msg = translate.request_to_wire(req, kind)
+        except Exception as exc:  # a bug here must not kill the stream
+            log.exception("call %s: cannot translate the request", req.request_id)
+            done(
+                translate.error_response(
+                    req.request_id,
+                    f"internal error: {exc}",
+                    "execution_error",
+                    req.policy_name,
+                    req.policy_version,
+                )
+            )
+            return False
         msg["op"] = "call"
         msg["iid"] = inst.iid
+
+        def on_done(reply: dict[str, Any] | None, error: BaseException | None) -> None:
+            try:
+                resp = self._outcome(req, kind, rt, state, timeout, reply, error)
+            except Exception as exc:  # a bug here must not lose the call
+                log.exception("call %s failed unexpectedly", req.request_id)
+                resp = translate.error_response(
+                    req.request_id,
+                    f"internal error: {exc}",
+                    "execution_error",
+                    req.policy_name,
+                    req.policy_version,
+                )
+            self._release_slot()
+            done(resp)
+
+        rt.submit(Job(msg, deadline, on_done, iid=inst.iid, init=inst.init, state=state))
+        return True
+
+    def _release_slot(self) -> None:
+        """A call finished: start the next waiting one, or free the slot."""
+        with self._lock:
+            if not self._backlog:
+                self._running -= 1
+                return
+            item = self._backlog.popleft()
+        tls = self._tls
+        if getattr(tls, "draining", False):
+            # Called from inside a call that finished at once while draining below: no
+            # recursion, the outer loop runs it.
+            tls.pending.append(item)
+            return
+        tls.draining, tls.pending = True, [item]
         try:
-            reply = rt.call(inst.iid, inst.init, msg, deadline, state)
-        except Cancelled:
-            return None
-        except (AcquireTimeout, WorkerTimeout):
-            if state.cancelled:
+            while tls.pending:
+                if not self._start(tls.pending.pop()):
+                    with self._lock:
+                        if self._backlog:
+                            tls.pending.append(self._backlog.popleft())
+                        else:
+                            self._running -= 1
+        finally:
+            tls.draining = False
+
+    def _outcome(
+        self,
+        req: pb.StreamRequest,
+        kind: translate.PayloadKind,
+        rt: PolicyRuntime,
+        state: CallState,
+        timeout: float,
+        reply: dict[str, Any] | None,
+        error: BaseException | None,
+    ) -> pb.StreamResponse | None:
+        """Map a runtime's outcome to the response (failure mode applied)."""
+        if error is not None:
+            if isinstance(error, Cancelled):
                 return None
-            return self._failure(req, kind, rt, "timeout",
-                                 f"policy did not answer within {timeout:.3f}s")
-        except PolicyUnavailable as exc:
-            return self._failure(req, kind, rt, exc.kind, str(exc))
-        except WorkerError as exc:
-            if state.cancelled:
-                return None
-            return self._failure(req, kind, rt, "worker_crashed", f"worker crashed: {exc}")
-        if state.cancelled:
+            if isinstance(error, (AcquireTimeout, WorkerTimeout)):
+                if state.cancelled:
+                    return None
+                return self._failure(
+                    req, kind, rt, "timeout", f"policy did not answer within {timeout:.3f}s"
+                )
+            if isinstance(error, PolicyUnavailable):
+                return self._failure(req, kind, rt, error.kind, str(error))
+            if isinstance(error, WorkerError):
+                if state.cancelled:
+                    return None
+                return self._failure(req, kind, rt, "worker_crashed", f"worker crashed: {error}")
+            raise error
+        if state.cancelled or reply is None:
             return None
         if not reply.get("ok"):
             return self._failure(req, kind, rt, "execution_error", str(reply.get("error")))
@@ -276,8 +427,10 @@ class Engine:
         """Stop every runtime's processes."""
         with self._lock:
             self.draining = True
-        threads = [threading.Thread(target=rt.stop, args=(timeout,), daemon=True)
-                   for rt in self.runtimes.values()]
+        threads = [
+            threading.Thread(target=rt.stop, args=(timeout,), daemon=True)
+            for rt in self.runtimes.values()
+        ]
         for t in threads:
             t.start()
         for t in threads:

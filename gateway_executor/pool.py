@@ -1,8 +1,22 @@
 """Per-policy runtimes: a pool of long-lived workers, or a fresh process per call.
 
-Both track readiness, crashes and quarantine for ``HealthCheck``. A runtime never raises a
-policy's own exception: a worker reply with ``ok: false`` is returned to the caller, which applies
-the policy's failure mode.
+Work is a :class:`Job` (a hook call, an ``InitPolicy``, closing instances, ``exit``) that is
+finished exactly once through its ``on_done(reply, error)`` callback. A runtime never raises a
+policy's own exception: a worker reply with ``ok: false`` is handed over as the reply, and the
+engine applies the policy's failure mode.
+
+Worker pools are event driven, so a call costs no thread hand-off in the executor:
+
+* :meth:`WorkerPool.submit` writes the job straight to an idle worker on the submitting thread
+  (the gRPC stream reader), or queues it;
+* each worker has one *driver* thread blocked on its socket. When a reply arrives the driver
+  first gives the worker its next queued job, then finishes the answered one (which builds and
+  sends the gRPC response on that same thread);
+* one *watchdog* thread per pool enforces deadlines: a queued job expires, a worker still busy at
+  its job's deadline is SIGKILLed and replaced. It sleeps until the earliest deadline and is only
+  woken when a job brings an earlier one.
+
+Both runtimes track readiness, crashes and quarantine for ``HealthCheck``.
 """
 
 from __future__ import annotations
@@ -20,11 +34,16 @@ from gateway_executor.worker import (
     Spawner,
     WorkerError,
     WorkerProcess,
+    WorkerProtocolError,
     WorkerTimeout,
+    encode,
     executable_exists,
 )
 
 log = logging.getLogger("gateway_executor.pool")
+
+#: The watchdog sleeps at most this long when nothing is due (keeps the wait bounded).
+_WATCH_MAX_SLEEP_S = 3600.0
 
 
 class PolicyUnavailable(Exception):
@@ -40,35 +59,36 @@ class AcquireTimeout(Exception):
 
 
 class Cancelled(Exception):
-    """The call was cancelled while it waited."""
+    """The call was cancelled before it finished."""
+
+
+#: ``on_done(reply, error)``: exactly one of the two is not None.
+DoneCallback = Callable[[dict[str, Any] | None, BaseException | None], None]
+
+
+def _ignore(reply: dict[str, Any] | None, error: BaseException | None) -> None:
+    return None
 
 
 class CallState:
     """Shared between a call and whoever may cancel it (the stream session)."""
 
-    __slots__ = ("_lock", "before_block", "cancelled", "proc_kill", "seq", "waiting", "worker")
+    __slots__ = ("_lock", "cancelled", "on_cancel", "proc_kill", "seq", "worker")
 
-    def __init__(self, before_block: Callable[[], None] | None = None) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        #: Called once, just before the call first blocks (the stream uses it to hand the
-        #: reader role to another thread only when this one stops running Python code).
-        self.before_block = before_block
         self.cancelled = False
         self.worker: WorkerProcess | None = None
         self.seq = 0
-        self.waiting: threading.Condition | None = None
         self.proc_kill = False
-
-    def blocking(self) -> None:
-        """The call is about to block: run the ``before_block`` hook (once)."""
-        hook, self.before_block = self.before_block, None
-        if hook is not None:
-            hook()
+        #: Set while the call waits in a pool's queue: takes it out of the queue.
+        self.on_cancel: Callable[[], None] | None = None
 
     def attach(self, worker: WorkerProcess, seq: int, kill_on_cancel: bool = False) -> bool:
         """Record the worker now running the call; False if already cancelled."""
         with self._lock:
             self.worker, self.seq, self.proc_kill = worker, seq, kill_on_cancel
+            self.on_cancel = None
             return not self.cancelled
 
     def detach(self) -> None:
@@ -76,26 +96,71 @@ class CallState:
         with self._lock:
             self.worker = None
 
-    def cancel(self) -> None:
-        """Mark cancelled and tell the worker (or wake the waiter)."""
+    def queued(self, on_cancel: Callable[[], None]) -> bool:
+        """The call waits in a queue; False if already cancelled."""
         with self._lock:
+            self.on_cancel = on_cancel
+            return not self.cancelled
+
+    def cancel(self) -> None:
+        """Mark cancelled and tell the worker (or take the call out of its queue)."""
+        with self._lock:
+            if self.cancelled:
+                return
             self.cancelled = True
-            worker, seq, kill, cond = self.worker, self.seq, self.proc_kill, self.waiting
+            worker, seq, kill, hook = self.worker, self.seq, self.proc_kill, self.on_cancel
+            self.on_cancel = None
         if worker is not None:
             if kill:
                 worker.kill()
             else:
                 worker.cancel(seq)
-        elif cond is not None:
-            with cond:
-                cond.notify_all()
+        elif hook is not None:
+            hook()
+
+
+class Job:
+    """One frame for a worker and what to do with its answer."""
+
+    __slots__ = ("_done", "deadline", "iid", "init", "msg", "on_done", "state")
+
+    def __init__(
+        self,
+        msg: dict[str, Any],
+        deadline: float,
+        on_done: DoneCallback,
+        iid: str = "",
+        init: dict[str, Any] | None = None,
+        state: CallState | None = None,
+    ) -> None:
+        self.msg = msg
+        self.deadline = deadline
+        self.on_done = on_done
+        self.iid = iid
+        #: ``get_policy`` arguments, sent along the first time a worker sees ``iid``.
+        self.init = init
+        self.state = state
+        self._done = False
+
+    def finish(self, reply: dict[str, Any] | None, error: BaseException | None) -> None:
+        """Hand the outcome over (only the first call counts)."""
+        if self._done:
+            return
+        self._done = True
+        self.on_done(reply, error)
 
 
 class PolicyRuntime:
     """Common state of a policy's runtime (readiness, crash accounting)."""
 
-    def __init__(self, entry: PolicyEntry, spawner: Spawner, workers: int, timeout_s: float,
-                 start_timeout_s: float) -> None:
+    def __init__(
+        self,
+        entry: PolicyEntry,
+        spawner: Spawner,
+        workers: int,
+        timeout_s: float,
+        start_timeout_s: float,
+    ) -> None:
         self.entry = entry
         self.spawner = spawner
         self.size = workers
@@ -109,7 +174,8 @@ class PolicyRuntime:
         self.mode: dict[str, str] = {}
         self.stopping = False
         self._crashes: collections.deque[float] = collections.deque()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
 
     # crash accounting -----------------------------------------------------------------------
     def _record_crash(self, why: str) -> float | None:
@@ -134,13 +200,21 @@ class PolicyRuntime:
                 return None
         return min(defaults.RESPAWN_BACKOFF_S * (2 ** (n - 1)), defaults.RESPAWN_BACKOFF_MAX_S)
 
-    def _check_usable(self) -> None:
+    def _unusable(self) -> PolicyUnavailable | None:
         if self.quarantined:
-            raise PolicyUnavailable("quarantined", f"policy {self.entry.key} is {self.reason}")
+            return PolicyUnavailable("quarantined", f"policy {self.entry.key} is {self.reason}")
         if self.stopping:
-            raise PolicyUnavailable("unavailable", "executor is shutting down")
+            return PolicyUnavailable("unavailable", "executor is shutting down")
         if not self.ready:
-            raise PolicyUnavailable("not_ready", f"policy {self.entry.key} is not ready: {self.reason}")
+            return PolicyUnavailable(
+                "not_ready", f"policy {self.entry.key} is not ready: {self.reason}"
+            )
+        return None
+
+    def _check_usable(self) -> None:
+        problem = self._unusable()
+        if problem is not None:
+            raise problem
 
     def _preflight(self) -> str | None:
         if not executable_exists(self.entry.python):
@@ -152,14 +226,18 @@ class PolicyRuntime:
         """Start the runtime and run the start-up check; sets ready/reason."""
         raise NotImplementedError
 
-    def init_instance(self, iid: str, metadata: dict[str, Any], params: dict[str, Any],
-                      deadline: float) -> dict[str, Any]:
+    def init_instance(
+        self, iid: str, metadata: dict[str, Any], params: dict[str, Any], deadline: float
+    ) -> dict[str, Any]:
         """Create policy instance ``iid``; returns the worker's reply (mode, capabilities)."""
         raise NotImplementedError
 
-    def call(self, iid: str, init: dict[str, Any], msg: dict[str, Any], deadline: float,
-             state: CallState) -> dict[str, Any]:
-        """Run one hook call; returns the worker's reply dict."""
+    def submit(self, job: Job) -> None:
+        """Run one hook call (``job.msg``, op ``call``); ``job.finish`` reports the outcome.
+
+        Never blocks on the policy and never raises: problems (not ready, cancelled, timeout,
+        crash) reach ``on_done`` as the error, possibly on the calling thread.
+        """
         raise NotImplementedError
 
     def destroy(self, iid: str) -> None:
@@ -180,15 +258,18 @@ def _start_failure(reply: dict[str, Any]) -> str:
 
 
 class WorkerPool(PolicyRuntime):
-    """``isolation: worker``: ``size`` long-lived workers, one call at a time each."""
+    """``isolation: worker``: ``size`` long-lived workers, one job at a time each."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._all: set[WorkerProcess] = set()
         self._idle: list[WorkerProcess] = []
+        self._queue: collections.deque[Job] = collections.deque()
         self._replacing = 0
         self._stop_event = threading.Event()
         self._starting: list[WorkerProcess] = []
+        self._watch = threading.Condition(self._lock)
+        self._watch_at = float("inf")
 
     def start(self) -> bool:
         problem = self._preflight()
@@ -243,67 +324,203 @@ class WorkerPool(PolicyRuntime):
                 return False
             self._all.update(workers)
             self._idle.extend(workers)
+            for w in workers:
+                self._start_driver_locked(w)
+            threading.Thread(
+                target=self._watchdog, name=f"watchdog-{self.entry.name}", daemon=True
+            ).start()
             self.ready = True
             self.reason = ""
         return True
 
-    # leasing ----------------------------------------------------------------------------------
-    def _acquire(self, deadline: float, state: CallState | None) -> WorkerProcess:
-        cond = self._cond
-        with cond:
-            while True:
-                self._check_usable()
-                if state is not None and state.cancelled:
-                    raise Cancelled()
-                while self._idle:
+    # dispatching (all *_locked methods run with self._lock held) ----------------------------
+    def submit(self, job: Job) -> None:
+        state = job.state
+        with self._lock:
+            error: BaseException | None = self._unusable()
+            if error is None:
+                if self._idle:
                     w = self._idle.pop()
-                    if w.proc.poll() is None:
-                        return w
-                    self._lose_locked(w, crashed=True, why=f"died while idle ({w.exit_description()})")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AcquireTimeout()
-                if state is not None:
-                    state.waiting = cond
-                    if state.before_block is not None:
-                        cond.release()
-                        try:
-                            state.blocking()
-                        finally:
-                            cond.acquire()
-                        continue
-                cond.wait(left)
-
-    def _release(self, w: WorkerProcess) -> None:
-        with self._cond:
-            if not w.dead and w in self._all:
-                self._idle.append(w)
-                self._cond.notify()
-
-    def _lose(self, w: WorkerProcess, crashed: bool, why: str) -> None:
-        with self._cond:
-            self._lose_locked(w, crashed, why)
-
-    def _lose_locked(self, w: WorkerProcess, crashed: bool, why: str) -> None:
-        w.kill()
-        if w not in self._all:
+                    if self._assign_locked(w, job):
+                        data = encode(job.msg)
+                    else:
+                        self._idle.append(w)
+                        error = Cancelled()
+                elif state is not None and not state.queued(lambda: self._unqueue(job)):
+                    error = Cancelled()
+                else:
+                    self._queue.append(job)
+                    self._watch_deadline_locked(job.deadline)
+                    return
+        if error is not None:
+            job.finish(None, error)
             return
-        self._all.discard(w)
-        if self.stopping:
-            return
-        if crashed:
-            log.warning("policy %s: worker pid %d crashed: %s", self.entry.key, w.pid, why)
+        # Outside the lock: a large body may take a while to write. A write error means the
+        # worker died; its driver sees that and fails the job.
+        w.write(data)
+
+    def _assign_locked(self, w: WorkerProcess, job: Job) -> bool:
+        """Make ``job`` the worker's current one (filling in per-worker fields)."""
+        msg = job.msg
+        if msg["op"] == "call":
+            seq = w.next_seq()
+            if job.state is not None and not job.state.attach(w, seq):
+                return False
+            msg["seq"] = seq
+            if job.iid not in w.known:
+                msg["init"] = job.init
+            if w.pending_drop:
+                msg["drop"], w.pending_drop = w.pending_drop, []
+        w.job = job
+        self._watch_deadline_locked(job.deadline)
+        return True
+
+    def _next_locked(self, w: WorkerProcess, skipped: list[Job]) -> Job | None:
+        """Give free worker ``w`` its next queued job, or park it as idle."""
+        if self.quarantined or self.stopping:
+            self._cond.notify_all()  # stop() waits for busy workers
         else:
-            log.warning("policy %s: worker pid %d replaced: %s", self.entry.key, w.pid, why)
-        self._replacing += 1
-        threading.Thread(target=self._replace, args=(crashed, why), daemon=True,
-                         name=f"respawn-{self.entry.name}").start()
+            queue = self._queue
+            now = time.monotonic()
+            while queue:
+                job = queue.popleft()
+                if job.deadline <= now or not self._assign_locked(w, job):
+                    skipped.append(job)
+                    continue
+                return job
+        self._idle.append(w)
+        return None
+
+    def _unqueue(self, job: Job) -> None:
+        """Cancel a job that still waits for a worker."""
+        with self._lock:
+            try:
+                self._queue.remove(job)
+            except ValueError:
+                return  # already running (the worker learns of it) or expired
+        job.finish(None, Cancelled())
+
+    @staticmethod
+    def _finish_skipped(skipped: list[Job]) -> None:
+        now = time.monotonic()
+        for job in skipped:
+            if job.state is not None and job.state.cancelled:
+                job.finish(None, Cancelled())
+            elif job.deadline <= now:
+                job.finish(None, AcquireTimeout())
+            else:  # pragma: no cover - only cancelled or expired jobs are skipped
+                job.finish(None, Cancelled())
+
+    # driver: one thread per worker ----------------------------------------------------------
+    def _start_driver_locked(self, w: WorkerProcess) -> None:
+        w.doomed = ""
+        w.sock.settimeout(None)  # blocking reads from here on, no per-call timeout syscalls
+        threading.Thread(
+            target=self._drive, args=(w,), daemon=True, name=f"worker-{self.entry.name}-{w.pid}"
+        ).start()
+
+    def _drive(self, w: WorkerProcess) -> None:
+        """Read the worker's replies until it dies, leaves or is retired."""
+        while True:
+            error: BaseException | None = None
+            reply: dict[str, Any] | None = None
+            try:
+                reply = w.read_frame()
+            except WorkerError as exc:
+                error = exc
+            skipped: list[Job] = []
+            nxt: Job | None = None
+            with self._lock:
+                job, w.job = w.job, None
+                if job is not None and job.state is not None:
+                    job.state.detach()
+                if error is None and job is None:
+                    error = WorkerProtocolError("reply without a request")
+                if error is not None or job is None:
+                    action = "lost"
+                elif job.msg["op"] == "exit":
+                    action = "exit"
+                    self._all.discard(w)
+                    self._cond.notify_all()
+                else:
+                    if reply is not None and reply.get("ok") and job.msg["op"] in ("call", "init"):
+                        w.known.add(job.iid)
+                    if w.doomed:
+                        action = "doomed"
+                    elif self.quarantined:
+                        action = "retire"
+                        self._all.discard(w)
+                        self._cond.notify_all()
+                    else:
+                        action = "next"
+                        nxt = self._next_locked(w, skipped)
+            if action == "next":
+                assert job is not None
+                if nxt is not None:
+                    w.write(encode(nxt.msg))
+                if skipped:
+                    self._finish_skipped(skipped)
+                job.finish(reply, None)
+                continue
+            if action == "lost":
+                self._lost(w, job, error)
+                return
+            assert job is not None
+            if action == "exit":
+                w.finish_exit(1.0)
+            elif action == "retire":
+                w.kill()
+            else:  # answered, but the watchdog already condemned it (timed out)
+                self._lost(w, None, None)
+            job.finish(reply, None)
+            return
+
+    def _lost(self, w: WorkerProcess, job: Job | None, error: BaseException | None) -> None:
+        """The worker died, broke the protocol or was killed: replace it, fail its job."""
+        timed_out = w.doomed == "call timed out"
+        with self._lock:
+            member = w in self._all
+            self._all.discard(w)
+            if w in self._idle:
+                self._idle.remove(w)
+            replace = member and not self.stopping and not self.quarantined
+            if replace:
+                self._replacing += 1
+            self._cond.notify_all()
+        w.kill()
+        if member and not self.stopping:
+            if w.doomed:
+                log.warning(
+                    "policy %s: worker pid %d replaced: %s", self.entry.key, w.pid, w.doomed
+                )
+            else:
+                how = "died while idle" if job is None else str(error)
+                log.warning(
+                    "policy %s: worker pid %d crashed: %s (%s)",
+                    self.entry.key,
+                    w.pid,
+                    how,
+                    w.exit_description(),
+                )
+        if replace:
+            why = w.doomed or f"{error} ({w.exit_description()})"
+            threading.Thread(
+                target=self._replace,
+                args=(not w.doomed, why),
+                daemon=True,
+                name=f"respawn-{self.entry.name}",
+            ).start()
+        if job is not None:
+            job.finish(None, WorkerTimeout("no reply in time") if timed_out else error)
 
     def _replace(self, crashed: bool, why: str) -> None:
         try:
             while True:
                 delay = self._record_crash(why) if crashed else 0.0
-                if delay is None or self._stop_event.wait(delay) or self.stopping:
+                if delay is None:
+                    self._quarantine()
+                    return
+                if self._stop_event.wait(delay) or self.stopping:
                     return
                 try:
                     w = WorkerProcess.spawn(self.entry, self.spawner)
@@ -315,74 +532,103 @@ class WorkerPool(PolicyRuntime):
                 except WorkerError as exc:
                     crashed, why = True, f"replacement failed: {exc}"
                     continue
+                skipped: list[Job] = []
                 with self._cond:
                     if self.stopping or self.quarantined:
                         w.kill()
                         return
                     self._all.add(w)
-                    self._idle.append(w)
-                    self._cond.notify()
+                    self._start_driver_locked(w)
+                    nxt = self._next_locked(w, skipped)
+                if nxt is not None:
+                    w.write(encode(nxt.msg))
+                self._finish_skipped(skipped)
                 return
         finally:
             with self._cond:
                 self._replacing -= 1
                 self._cond.notify_all()
 
+    def _quarantine(self) -> None:
+        """Quarantined: fail the waiting calls and stop the idle workers (busy ones follow)."""
+        with self._lock:
+            queued = list(self._queue)
+            self._queue.clear()
+            idle = list(self._idle)
+            self._idle.clear()
+            for w in idle:
+                self._all.discard(w)
+        for w in idle:
+            w.kill()
+        error = PolicyUnavailable("quarantined", f"policy {self.entry.key} is {self.reason}")
+        for job in queued:
+            job.finish(None, error)
+
+    # watchdog: deadlines ---------------------------------------------------------------------
+    def _watch_deadline_locked(self, deadline: float) -> None:
+        if deadline < self._watch_at:
+            self._watch_at = deadline
+            self._watch.notify()
+
+    def _watchdog(self) -> None:
+        lock = self._lock
+        with lock:
+            while not self.stopping:
+                now = time.monotonic()
+                expired: list[Job] = []
+                if self._queue and any(job.deadline <= now for job in self._queue):
+                    expired = [job for job in self._queue if job.deadline <= now]
+                    self._queue = collections.deque(j for j in self._queue if j.deadline > now)
+                late: list[WorkerProcess] = []
+                wake = now + min(self.timeout_s, _WATCH_MAX_SLEEP_S)
+                for w in self._all:
+                    job = w.job
+                    if job is None or w.doomed:
+                        continue
+                    if job.deadline <= now:
+                        w.doomed = "call timed out"
+                        late.append(w)
+                    elif job.deadline < wake:
+                        wake = job.deadline
+                for job in self._queue:
+                    if job.deadline < wake:
+                        wake = job.deadline
+                self._watch_at = wake
+                if expired or late:
+                    lock.release()
+                    try:
+                        for job in expired:
+                            job.finish(None, AcquireTimeout())
+                        for w in late:
+                            w.kill()  # its driver sees the socket close and replaces it
+                    finally:
+                        lock.acquire()
+                    continue
+                self._watch.wait(max(wake - now, 0.001))
+
     # operations -------------------------------------------------------------------------------
-    def _exchange(self, w: WorkerProcess, msg: dict[str, Any], deadline: float,
-                  state: CallState | None = None) -> dict[str, Any]:
-        try:
-            w.send(msg)
-            if state is not None:
-                state.blocking()
-            return w.receive(max(deadline - time.monotonic(), 0.001))
-        except WorkerTimeout:
-            self._lose(w, crashed=False, why="call timed out")
-            raise
-        except WorkerError as exc:
-            self._lose(w, crashed=True, why=f"{exc} ({w.exit_description()})")
-            raise
+    def init_instance(
+        self, iid: str, metadata: dict[str, Any], params: dict[str, Any], deadline: float
+    ) -> dict[str, Any]:
+        done = threading.Event()
+        box: list[tuple[dict[str, Any] | None, BaseException | None]] = []
 
-    def init_instance(self, iid: str, metadata: dict[str, Any], params: dict[str, Any],
-                      deadline: float) -> dict[str, Any]:
-        w = self._acquire(deadline, None)
-        try:
-            reply = self._exchange(w, {"op": "init", "iid": iid, "metadata": metadata,
-                                       "params": params}, deadline)
-            if reply.get("ok"):
-                with self._cond:
-                    w.known.add(iid)
-            return reply
-        finally:
-            self._release(w)
+        def on_done(reply: dict[str, Any] | None, error: BaseException | None) -> None:
+            box.append((reply, error))
+            done.set()
 
-    def call(self, iid: str, init: dict[str, Any], msg: dict[str, Any], deadline: float,
-             state: CallState) -> dict[str, Any]:
-        w = self._acquire(deadline, state)
-        try:
-            with self._cond:
-                if iid not in w.known:
-                    msg["init"] = init
-                if w.pending_drop:
-                    msg["drop"], w.pending_drop = w.pending_drop, []
-            seq = w.next_seq()
-            msg["seq"] = seq
-            if not state.attach(w, seq):
-                raise Cancelled()
-            try:
-                reply = self._exchange(w, msg, deadline, state)
-            finally:
-                state.detach()
-            if "init" in msg and reply.get("ok"):
-                with self._cond:
-                    w.known.add(iid)
-            return reply
-        finally:
-            self._release(w)
+        msg = {"op": "init", "iid": iid, "metadata": metadata, "params": params}
+        self.submit(Job(msg, deadline, on_done, iid=iid))
+        done.wait()
+        reply, error = box[0]
+        if error is not None:
+            raise error
+        assert reply is not None
+        return reply
 
     def destroy(self, iid: str) -> None:
+        targets: list[tuple[WorkerProcess, Job]] = []
         with self._cond:
-            targets = []
             for w in self._all:
                 if iid in w.known:
                     w.known.discard(iid)
@@ -391,31 +637,54 @@ class WorkerPool(PolicyRuntime):
             for w in list(self._idle):
                 if w.pending_drop:
                     self._idle.remove(w)
-                    targets.append(w)
-        for w in targets:
-            drop, w.pending_drop = w.pending_drop, []
-            try:
-                self._exchange(w, {"op": "destroy", "iids": drop}, time.monotonic() + 5.0)
-            except WorkerError:
-                continue
-            self._release(w)
+                    job = Job(
+                        {"op": "destroy", "iids": w.pending_drop}, time.monotonic() + 5.0, _ignore
+                    )
+                    w.pending_drop = []
+                    self._assign_locked(w, job)
+                    targets.append((w, job))
+        for w, job in targets:
+            w.write(encode(job.msg))
 
     def stop(self, timeout: float) -> None:
         with self._cond:
             self.stopping = True
             self._stop_event.set()
-            self._cond.notify_all()
-            for w in self._starting:
-                w.kill()
-            end = time.monotonic() + timeout
+            self._watch.notify_all()
+            starting = list(self._starting)
+            queued = list(self._queue)
+            self._queue.clear()
+        for w in starting:
+            w.kill()
+        error = PolicyUnavailable("unavailable", "executor is shutting down")
+        for job in queued:
+            job.finish(None, error)
+        end = time.monotonic() + timeout
+        with self._cond:
             # Busy workers finish their call first (the service drains calls before this).
-            while len(self._idle) < len(self._all) and time.monotonic() < end:
+            while any(w.job is not None for w in self._all) and time.monotonic() < end:
                 self._cond.wait(0.05)
-            workers = list(self._all)
-            self._all.clear()
+            leaving: list[WorkerProcess] = []
+            busy: list[WorkerProcess] = []
+            for w in self._all:
+                if w.job is None:
+                    w.job = Job({"op": "exit"}, end, _ignore)
+                    leaving.append(w)
+                else:
+                    busy.append(w)
             self._idle.clear()
-        for w in workers:
-            w.stop(min(1.0, max(end - time.monotonic(), 0.1)))
+        for w in busy:
+            w.kill()
+        # ``exit`` lets each shim close() its instances; its driver reaps it.
+        for w in leaving:
+            w.write(encode({"op": "exit"}))
+        grace = time.monotonic() + max(min(1.0, end - time.monotonic()), 0.1)
+        with self._cond:
+            while self._all and time.monotonic() < grace:
+                self._cond.wait(0.05)
+            left = list(self._all)
+        for w in left:
+            w.kill()
         with self._cond:
             while self._replacing and time.monotonic() < end + 2:
                 self._cond.wait(0.05)
@@ -466,11 +735,10 @@ class PerCallRunner(PolicyRuntime):
         self.ready, self.reason = True, ""
         return True
 
-    def _run(self, msgs: list[dict[str, Any]], deadline: float,
-             state: CallState | None) -> dict[str, Any]:
+    def _run(
+        self, msgs: list[dict[str, Any]], deadline: float, state: CallState | None
+    ) -> dict[str, Any]:
         self._check_usable()
-        if state is not None:
-            state.blocking()
         if not self._slots.acquire(timeout=max(deadline - time.monotonic(), 0)):
             raise AcquireTimeout()
         w = None
@@ -498,8 +766,9 @@ class PerCallRunner(PolicyRuntime):
                 if state is not None and state.cancelled:
                     raise Cancelled() from exc
                 why = f"{exc} ({w.exit_description()})"
-                log.warning("policy %s: per-call process pid %d crashed: %s",
-                            self.entry.key, w.pid, why)
+                log.warning(
+                    "policy %s: per-call process pid %d crashed: %s", self.entry.key, w.pid, why
+                )
                 self._record_crash(why)
                 raise
             finally:
@@ -512,16 +781,29 @@ class PerCallRunner(PolicyRuntime):
                     self._live.discard(w)
             self._slots.release()
 
-    def init_instance(self, iid: str, metadata: dict[str, Any], params: dict[str, Any],
-                      deadline: float) -> dict[str, Any]:
-        return self._run([{"op": "init", "iid": iid, "metadata": metadata, "params": params}],
-                         deadline, None)
+    def init_instance(
+        self, iid: str, metadata: dict[str, Any], params: dict[str, Any], deadline: float
+    ) -> dict[str, Any]:
+        return self._run(
+            [{"op": "init", "iid": iid, "metadata": metadata, "params": params}], deadline, None
+        )
 
-    def call(self, iid: str, init: dict[str, Any], msg: dict[str, Any], deadline: float,
-             state: CallState) -> dict[str, Any]:
-        msg["init"] = init
+    def submit(self, job: Job) -> None:
+        # A process start costs tens of milliseconds; a thread per call is noise next to it.
+        threading.Thread(
+            target=self._call, args=(job,), daemon=True, name=f"per-call-{self.entry.name}"
+        ).start()
+
+    def _call(self, job: Job) -> None:
+        msg = job.msg
+        msg["init"] = job.init
         msg["seq"] = 1
-        return self._run([msg], deadline, state)
+        try:
+            reply = self._run([msg], job.deadline, job.state)
+        except Exception as exc:  # every outcome goes to the engine, which maps it
+            job.finish(None, exc)
+            return
+        job.finish(reply, None)
 
     def destroy(self, iid: str) -> None:
         return None  # nothing outlives a call

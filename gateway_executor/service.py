@@ -1,20 +1,29 @@
 """gRPC servicer: ``ExecuteStream`` multiplexing plus the unary lifecycle RPCs.
 
-Threading (synchronous gRPC server, no event loop): each ``ExecuteStream`` has one "reader" at a
-time, taken from a shared thread pool. A reader takes the next request off the stream, hands the
-reader role to another pool thread, and then runs the call itself with blocking pipe I/O to the
-worker, so a call costs no extra thread hand-off before it reaches the worker. Finished responses
-go through a queue to the stream's response generator (the gRPC handler thread), in completion
-order; the engine correlates nothing, the client matches on ``request_id``.
+Threading (synchronous gRPC server, no event loop, no hand-off on the hot path):
+
+* ``ExecuteStream`` is registered as a *non-blocking* stream handler (grpcio's
+  ``experimental_non_blocking``): grpc passes a ``send`` callback and the handler thread itself
+  reads the request stream. For each request it validates it and hands the call to the engine,
+  which writes it straight to an idle worker (or queues it) and returns at once;
+* the thread that finishes a call (the worker's driver thread) builds the response and writes it
+  to the stream itself with ``send``. ``send`` blocks until grpc took the message and grpc allows
+  one send at a time, so a thread that finds another one sending only queues its response; the
+  sending thread drains the queue before it leaves (responses go out in completion order);
+* when the client half-closes and the last call finished, the status is sent the same way.
+
+If a grpcio version ignores ``experimental_non_blocking`` (the handler then gets no ``send``),
+the same session runs in generator mode: a helper thread reads the requests and the handler
+thread yields the responses from a queue. The client matches responses on ``request_id``.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -28,118 +37,131 @@ from gateway_executor.proto import python_executor_pb2_grpc as pb_grpc
 log = logging.getLogger("gateway_executor.service")
 
 _END = object()
+_PAYLOADS = translate.PAYLOADS
+_PHASE_NAMES = dict(pb.Phase.items())
+_PHASE_BY_NUMBER = {number: name for name, number in _PHASE_NAMES.items()}
+
+
+def _cancel_all(states: list[CallState]) -> None:
+    for state in states:
+        state.cancel()
 
 
 class StreamSession:
     """State of one ``ExecuteStream`` call."""
 
-    def __init__(self, service: ExecutorService, requests: Iterator[pb.StreamRequest],
-                 context: grpc.ServicerContext) -> None:
+    def __init__(
+        self,
+        service: ExecutorService,
+        requests: Iterator[pb.StreamRequest],
+        context: grpc.ServicerContext,
+        send: Callable[[pb.StreamResponse | None], Any] | None,
+    ) -> None:
         self._service = service
         self._engine = service.engine
-        self._pool = service.pool
         self._requests = requests
-        self._out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._send = send
+        self._queue: queue.SimpleQueue[Any] | None = (
+            None if send is not None else queue.SimpleQueue()
+        )
+        self._pending: collections.deque[Any] = collections.deque()
+        self._sending = False
         self._lock = threading.Lock()
         self._inflight: dict[str, CallState] = {}
         self._reader_done = False
-        self._closed = False
-        context.add_callback(self.close)
+        self._closed = False  # no more responses: the RPC ended or the server is stopping
+        self._ended = False  # the end of the stream was emitted
+        context.add_callback(self._terminated)
 
     # reading ----------------------------------------------------------------------------------
-    def _read(self) -> None:
-        """Reader role: take requests until one needs running, then run it here."""
-        while True:
-            try:
-                req = next(self._requests)
-            except StopIteration:
-                self._finish_reading()
-                return
-            except Exception as exc:  # the client went away (grpc.RpcError) or similar
-                log.debug("stream reader stopped: %s", exc)
-                self._finish_reading()
-                return
-            job = self._admit(req)
-            if job is None:
-                continue
-            # Run the call on this thread; the reader role passes to another pool thread as
-            # soon as this call blocks (on the worker, or waiting for one).
-            self._run(*job)
-            return
-
-    def _finish_reading(self) -> None:
+    def read(self) -> None:
+        """Take requests until the client half-closes or goes away."""
+        admit = self._admit
+        try:
+            for req in self._requests:
+                admit(req)
+        except Exception as exc:  # the client went away (grpc.RpcError) or similar
+            log.debug("stream reader stopped: %s", exc)
         with self._lock:
             self._reader_done = True
             done = not self._inflight
         if done:
-            self._out.put(_END)
+            self._emit(_END)
 
-    def _admit(self, req: pb.StreamRequest) -> tuple[pb.StreamRequest, Any, CallState] | None:
-        """Validate one request; returns the call to run, or None if it was answered/handled."""
+    def _admit(self, req: pb.StreamRequest) -> None:
+        """Validate one request and start it (or answer it at once)."""
         rid = req.request_id
         payload = req.WhichOneof("payload")
         if payload is None:
-            self._out.put(translate.error_response(rid, "request carries no payload",
-                                                   "protocol_error", req.policy_name,
-                                                   req.policy_version))
-            return None
-        kind = translate.PAYLOADS[payload]
-        if req.execution_metadata.phase != kind.phase:
-            got = pb.Phase.Name(req.execution_metadata.phase) \
-                if req.execution_metadata.phase in pb.Phase.values() \
-                else str(req.execution_metadata.phase)
-            self._out.put(translate.error_response(
-                rid, f"execution_metadata.phase {got} does not match payload {payload}",
-                "protocol_error", req.policy_name, req.policy_version))
-            return None
+            self._emit(
+                translate.error_response(
+                    rid,
+                    "request carries no payload",
+                    "protocol_error",
+                    req.policy_name,
+                    req.policy_version,
+                )
+            )
+            return
+        kind = _PAYLOADS[payload]
+        phase = req.execution_metadata.phase
+        if phase != kind.phase:
+            got = _PHASE_BY_NUMBER.get(phase, str(phase))
+            self._emit(
+                translate.error_response(
+                    rid,
+                    f"execution_metadata.phase {got} does not match payload {payload}",
+                    "protocol_error",
+                    req.policy_name,
+                    req.policy_version,
+                )
+            )
+            return
         if payload == "cancel_execution":
             with self._lock:
-                state = self._inflight.get(rid)
-            if state is not None:
+                target = self._inflight.get(rid)
+            if target is not None:
                 log.debug("cancel %s: %s", rid, req.cancel_execution.reason)
-                state.cancel()
-            return None
-        state = CallState(self._hand_over)
+                target.cancel()
+            return
+        state = CallState()
         with self._lock:
             duplicate = rid in self._inflight
             if not duplicate:
                 self._inflight[rid] = state
         if duplicate:
-            self._out.put(translate.error_response(
-                rid, f"request_id {rid!r} is already in flight", "protocol_error",
-                req.policy_name, req.policy_version))
-            return None
+            self._emit(
+                translate.error_response(
+                    rid,
+                    f"request_id {rid!r} is already in flight",
+                    "protocol_error",
+                    req.policy_name,
+                    req.policy_version,
+                )
+            )
+            return
         if not self._engine.begin():
-            self._complete(rid, state, translate.error_response(
-                rid, "executor is shutting down", "unavailable", req.policy_name,
-                req.policy_version), counted=False)
-            return None
-        return req, kind, state
+            self._complete(
+                rid,
+                state,
+                translate.error_response(
+                    rid,
+                    "executor is shutting down",
+                    "unavailable",
+                    req.policy_name,
+                    req.policy_version,
+                ),
+                counted=False,
+            )
+            return
+        self._engine.submit(
+            req, kind, state, lambda resp: self._complete(rid, state, resp, counted=True)
+        )
 
-    def _hand_over(self) -> None:
-        self._pool.submit(self._read)
-
-    # running ----------------------------------------------------------------------------------
-    def _run(self, req: pb.StreamRequest, kind: Any, state: CallState) -> None:
-        try:
-            slots = self._service.slots
-            if not slots.acquire(blocking=False):
-                state.blocking()
-                slots.acquire()
-            try:
-                resp = self._engine.execute(req, kind, state)
-            finally:
-                self._service.slots.release()
-        except Exception as exc:  # a bug here must not kill the stream
-            log.exception("call %s failed unexpectedly", req.request_id)
-            resp = translate.error_response(req.request_id, f"internal error: {exc}",
-                                            "execution_error", req.policy_name,
-                                            req.policy_version)
-        state.blocking()  # never blocked (answered without a worker): hand over now
-        self._complete(req.request_id, state, resp, counted=True)
-
-    def _complete(self, rid: str, state: CallState, resp: pb.StreamResponse | None,
-                  counted: bool) -> None:
+    # answering --------------------------------------------------------------------------------
+    def _complete(
+        self, rid: str, state: CallState, resp: pb.StreamResponse | None, counted: bool
+    ) -> None:
         if counted:
             self._engine.end()
         with self._lock:
@@ -148,26 +170,76 @@ class StreamSession:
             done = self._reader_done and not self._inflight
             send = resp is not None and not state.cancelled and not self._closed
         if send:
-            self._out.put(resp)
+            self._emit(resp)
         if done:
-            self._out.put(_END)
+            self._emit(_END)
+
+    def _emit(self, item: Any) -> None:
+        """Write a response (or the end of the stream) from this thread, or queue it for the
+        thread that is writing right now."""
+        if self._queue is not None:  # generator mode
+            with self._lock:
+                if self._ended:
+                    return
+                self._ended = item is _END
+            self._queue.put(item)
+            return
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = item is _END
+            if self._sending:
+                self._pending.append(item)
+                return
+            self._sending = True
+        send = self._send
+        assert send is not None
+        pending = self._pending
+        while True:
+            try:
+                send(None if item is _END else item)
+            except Exception as exc:  # the RPC is gone; nothing more can be sent
+                log.debug("stream send failed: %s", exc)
+            with self._lock:
+                if not pending:
+                    self._sending = False
+                    break
+                item = pending.popleft()
+        if self._ended:
+            self._service.unregister(self)
 
     # lifecycle --------------------------------------------------------------------------------
+    def _terminated(self) -> None:
+        """The RPC ended (grpc callback thread; must not block): cancel what still runs."""
+        with self._lock:
+            self._closed = True
+            self._ended = True
+            states = list(self._inflight.values())
+        if states:
+            # Not on this thread: a cancel may finish calls, and whatever that triggers must
+            # never wait for grpc's own callback thread.
+            threading.Thread(
+                target=_cancel_all, args=(states,), name="stream-cancel", daemon=True
+            ).start()
+        if self._queue is not None:
+            self._queue.put(_END)
+        self._service.unregister(self)
+
     def close(self) -> None:
-        """The RPC ended (client gone, or server stopping): cancel what is still running."""
+        """Server shutdown (after the drain): cancel what still runs and end the stream."""
         with self._lock:
             self._closed = True
             states = list(self._inflight.values())
         for state in states:
             state.cancel()
-        self._out.put(_END)
+        self._emit(_END)
 
     def responses(self) -> Iterator[pb.StreamResponse]:
-        """The response stream (runs on the gRPC handler thread)."""
-        self._service.register(self)
+        """Generator mode: read on a helper thread, yield on the gRPC handler thread."""
+        assert self._queue is not None
+        threading.Thread(target=self.read, name="stream-reader", daemon=True).start()
+        get = self._queue.get
         try:
-            self._pool.submit(self._read)
-            get = self._out.get
             while True:
                 item = get()
                 if item is _END:
@@ -182,10 +254,6 @@ class ExecutorService(pb_grpc.PythonExecutorServiceServicer):
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        limit = engine.settings.max_concurrent
-        self.slots = threading.BoundedSemaphore(limit)
-        # Calls run on these threads; the extra ones are stream readers.
-        self.pool = ThreadPoolExecutor(max_workers=limit + 32, thread_name_prefix="call")
         self._sessions: set[StreamSession] = set()
         self._lock = threading.Lock()
 
@@ -207,10 +275,26 @@ class ExecutorService(pb_grpc.PythonExecutorServiceServicer):
             session.close()
 
     def ExecuteStream(
-        self, request_iterator: Iterator[pb.StreamRequest], context: grpc.ServicerContext
-    ) -> Iterator[pb.StreamResponse]:
-        """Bidirectional call stream, multiplexed by ``request_id``."""
-        return StreamSession(self, request_iterator, context).responses()
+        self,
+        request_iterator: Iterator[pb.StreamRequest],
+        context: grpc.ServicerContext,
+        send: Callable[[pb.StreamResponse | None], Any] | None = None,
+    ) -> Iterator[pb.StreamResponse] | None:
+        """Bidirectional call stream, multiplexed by ``request_id``.
+
+        With ``send`` (non-blocking mode) this thread reads the stream and returns when the
+        client half-closes; responses are written by the threads that finish the calls.
+        Without it, returns the response iterator (generator mode).
+        """
+        session = StreamSession(self, request_iterator, context, send)
+        self.register(session)
+        if send is None:
+            return session.responses()
+        session.read()
+        return None
+
+    # grpcio: call ExecuteStream with a ``send`` callback instead of iterating its result.
+    ExecuteStream.experimental_non_blocking = True  # type: ignore[attr-defined]
 
     def HealthCheck(
         self, request: pb.HealthCheckRequest, context: grpc.ServicerContext
@@ -231,5 +315,4 @@ class ExecutorService(pb_grpc.PythonExecutorServiceServicer):
         return self.engine.destroy_policy(request)
 
     def shutdown(self) -> None:
-        """Release the call threads."""
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing to release: calls run on worker driver threads owned by the pools."""

@@ -24,25 +24,56 @@ class PayloadKind:
     phase: int
     wire_phase: str
     response_field: str
+    #: The body field the hook's context carries (``None``: no body in this phase).
+    body: str | None = None
 
 
 PAYLOADS: dict[str, PayloadKind] = {
     k.payload: k
     for k in (
-        PayloadKind("request_headers", pb.PHASE_REQUEST_HEADERS, "request_headers",
-                    "request_header_action"),
-        PayloadKind("request_body", pb.PHASE_REQUEST_BODY, "request_body", "request_action"),
-        PayloadKind("response_headers", pb.PHASE_RESPONSE_HEADERS, "response_headers",
-                    "response_header_action"),
-        PayloadKind("response_body", pb.PHASE_RESPONSE_BODY, "response_body", "response_action"),
-        PayloadKind("needs_more_request_data", pb.PHASE_NEEDS_MORE_REQUEST_DATA,
-                    "needs_more_request_data", "needs_more_decision"),
-        PayloadKind("request_chunk", pb.PHASE_REQUEST_BODY_CHUNK, "request_body_chunk",
-                    "streaming_request_action"),
-        PayloadKind("needs_more_response_data", pb.PHASE_NEEDS_MORE_RESPONSE_DATA,
-                    "needs_more_response_data", "needs_more_decision"),
-        PayloadKind("response_chunk", pb.PHASE_RESPONSE_BODY_CHUNK, "response_body_chunk",
-                    "streaming_response_action"),
+        PayloadKind(
+            "request_headers", pb.PHASE_REQUEST_HEADERS, "request_headers", "request_header_action"
+        ),
+        PayloadKind(
+            "request_body", pb.PHASE_REQUEST_BODY, "request_body", "request_action", "body"
+        ),
+        PayloadKind(
+            "response_headers",
+            pb.PHASE_RESPONSE_HEADERS,
+            "response_headers",
+            "response_header_action",
+        ),
+        PayloadKind(
+            "response_body",
+            pb.PHASE_RESPONSE_BODY,
+            "response_body",
+            "response_action",
+            "response_body",
+        ),
+        PayloadKind(
+            "needs_more_request_data",
+            pb.PHASE_NEEDS_MORE_REQUEST_DATA,
+            "needs_more_request_data",
+            "needs_more_decision",
+        ),
+        PayloadKind(
+            "request_chunk",
+            pb.PHASE_REQUEST_BODY_CHUNK,
+            "request_body_chunk",
+            "streaming_request_action",
+        ),
+        PayloadKind(
+            "needs_more_response_data",
+            pb.PHASE_NEEDS_MORE_RESPONSE_DATA,
+            "needs_more_response_data",
+            "needs_more_decision",
+        ),
+        PayloadKind(
+            "response_chunk",
+            pb.PHASE_RESPONSE_BODY_CHUNK,
+            "response_body_chunk",
+            "streaming_response_action",
+        ),
         PayloadKind("cancel_execution", pb.PHASE_CANCEL, "cancel", ""),
     )
 }
@@ -110,123 +141,108 @@ def _latin1(data: bytes) -> str:
     return data.decode("latin-1")
 
 
+# Only fields that are set travel to the worker (``ListFields`` skips the rest); the shim fills
+# in the protobuf default for every missing key, so an absent key and a default value mean the
+# same thing on both sides.
+
+
 def headers_to_wire(headers: pb.Headers) -> dict[str, list[str]]:
     """``Headers`` -> ``{name: [values]}``."""
     return {name: list(values.values) for name, values in headers.values.items()}
 
 
 def body_to_wire(body: pb.Body) -> dict[str, Any]:
-    """``Body`` -> wire dict."""
-    return {"content": _latin1(body.content), "eos": body.end_of_stream, "present": body.present}
+    """``Body`` -> wire dict (``content`` latin-1, ``eos``, ``present``; defaults omitted)."""
+    out: dict[str, Any] = {}
+    if body.content:
+        out["content"] = _latin1(body.content)
+    if body.end_of_stream:
+        out["eos"] = True
+    if body.present:
+        out["present"] = True
+    return out
 
 
-def _downstream(ctx: Any) -> dict[str, Any] | None:
-    if not ctx.HasField("downstream"):
-        return None
-    ds = ctx.downstream
+def _downstream(ds: pb.DownstreamContext) -> dict[str, Any]:
     if not ds.HasField("request"):
         return {"request": None}
-    req = ds.request
-    return {
-        "request": {
-            "headers": headers_to_wire(req.headers) if req.HasField("headers") else None,
-            "path": req.path,
-            "method": req.method,
-            "authority": req.authority,
-            "scheme": req.scheme,
-        }
-    }
+    out: dict[str, Any] = {}
+    for fd, value in ds.request.ListFields():
+        out[fd.name] = headers_to_wire(value) if fd.name == "headers" else value
+    return {"request": out}
 
 
-def _upstream_request(ctx: Any) -> dict[str, Any] | None:
-    if not ctx.HasField("upstream"):
-        return None
-    up = ctx.upstream
-    return {"name": up.name, "url": up.url, "base_path": up.base_path}
-
-
-def _upstream_response(ctx: Any) -> dict[str, Any] | None:
-    if not ctx.HasField("upstream"):
-        return None
-    up = ctx.upstream
-    out: dict[str, Any] = {"name": up.name, "url": up.url, "base_path": up.base_path,
-                           "response": None}
-    if up.HasField("response"):
-        resp = up.response
-        out["response"] = {
-            "headers": headers_to_wire(resp.headers) if resp.HasField("headers") else None,
-            "status_code": resp.status_code,
-        }
+def _upstream(up: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for fd, value in up.ListFields():
+        name = fd.name
+        if name == "response":
+            resp: dict[str, Any] = {}
+            for rfd, rvalue in value.ListFields():
+                resp[rfd.name] = headers_to_wire(rvalue) if rfd.name == "headers" else rvalue
+            out[name] = resp
+        else:
+            out[name] = value
     return out
 
 
-def _request_side(ctx: Any, with_body: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "headers": headers_to_wire(ctx.headers),
-        "path": ctx.path,
-        "method": ctx.method,
-        "authority": ctx.authority,
-        "scheme": ctx.scheme,
-        "vhost": ctx.vhost,
-        "downstream": _downstream(ctx),
-        "upstream": _upstream_request(ctx),
-    }
-    if with_body:
-        out["body"] = body_to_wire(ctx.body) if ctx.HasField("body") else None
-    return out
+_BODIES = frozenset(("body", "request_body", "response_body"))
+_HEADERS = frozenset(("headers", "request_headers", "response_headers"))
 
 
-def _response_side(ctx: Any, with_body: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "request_headers": headers_to_wire(ctx.request_headers),
-        "request_body": body_to_wire(ctx.request_body) if ctx.HasField("request_body") else None,
-        "request_path": ctx.request_path,
-        "request_method": ctx.request_method,
-        "response_headers": headers_to_wire(ctx.response_headers),
-        "response_status": ctx.response_status,
-        "downstream": _downstream(ctx),
-        "upstream": _upstream_response(ctx),
-    }
-    if with_body:
-        out["response_body"] = (
-            body_to_wire(ctx.response_body) if ctx.HasField("response_body") else None
-        )
+def context_to_wire(ctx: Any, body: str | None) -> dict[str, Any]:
+    """A phase context -> wire dict with the fields that are set.
+
+    ``body`` names the one body field this phase carries to the policy (``None``: none), so
+    a headers phase never copies a body it does not pass on.
+    """
+    out: dict[str, Any] = {}
+    for fd, value in ctx.ListFields():
+        name = fd.name
+        if name in _HEADERS:
+            out[name] = headers_to_wire(value)
+        elif name in _BODIES:
+            if name == body or name == "request_body":
+                out[name] = body_to_wire(value)
+        elif name == "downstream":
+            out[name] = _downstream(value)
+        elif name == "upstream":
+            out[name] = _upstream(value)
+        else:
+            out[name] = value
     return out
 
 
 def auth_to_wire(auth: pb.AuthContext) -> dict[str, Any]:
-    """``AuthContext`` -> wire dict (recursive through ``previous``)."""
-    return {
-        "authenticated": auth.authenticated,
-        "authorized": auth.authorized,
-        "auth_type": auth.auth_type,
-        "subject": auth.subject,
-        "issuer": auth.issuer,
-        "audience": list(auth.audience),
-        "scopes": dict(auth.scopes),
-        "credential_id": auth.credential_id,
-        "properties": dict(auth.properties),
-        "previous": auth_to_wire(auth.previous) if auth.HasField("previous") else None,
-        "token_id": auth.token_id,
-        "typed_properties": struct_to_dict(auth.typed_properties),
-    }
+    """``AuthContext`` -> wire dict (set fields only, recursive through ``previous``)."""
+    out: dict[str, Any] = {}
+    for fd, value in auth.ListFields():
+        name = fd.name
+        if name == "previous":
+            out[name] = auth_to_wire(value)
+        elif name == "typed_properties":
+            out[name] = struct_to_dict(value)
+        elif name == "audience":
+            out[name] = list(value)
+        elif name in ("scopes", "properties"):
+            out[name] = dict(value)
+        else:
+            out[name] = value
+    return out
 
 
 def shared_to_wire(shared: pb.SharedContext) -> dict[str, Any]:
-    """``SharedContext`` -> wire dict."""
-    return {
-        "project_id": shared.project_id,
-        "request_id": shared.request_id,
-        "metadata": struct_to_dict(shared.metadata),
-        "api_id": shared.api_id,
-        "api_name": shared.api_name,
-        "api_version": shared.api_version,
-        "api_kind": shared.api_kind,
-        "api_context": shared.api_context,
-        "operation_path": shared.operation_path,
-        "auth_context": auth_to_wire(shared.auth_context)
-        if shared.HasField("auth_context") else None,
-    }
+    """``SharedContext`` -> wire dict (set fields only)."""
+    out: dict[str, Any] = {}
+    for fd, value in shared.ListFields():
+        name = fd.name
+        if name == "metadata":
+            out[name] = struct_to_dict(value)
+        elif name == "auth_context":
+            out[name] = auth_to_wire(value)
+        else:
+            out[name] = value
+    return out
 
 
 def metadata_to_wire(meta: pb.PolicyMetadata) -> dict[str, str]:
@@ -243,47 +259,46 @@ def metadata_to_wire(meta: pb.PolicyMetadata) -> dict[str, str]:
 def request_to_wire(req: pb.StreamRequest, kind: PayloadKind) -> dict[str, Any]:
     """Build the ``call`` frame body (without op/seq/iid) for one hook call."""
     em = req.execution_metadata
-    deadline = None
-    if em.HasField("deadline") and (em.deadline.seconds or em.deadline.nanos):
-        deadline = [em.deadline.seconds, em.deadline.nanos]
-    trace = em.trace if em.HasField("trace") else None
-    msg: dict[str, Any] = {
-        "phase": kind.wire_phase,
-        "exec": {
-            "request_id": req.request_id,
-            "route_name": em.route_name,
-            "deadline": deadline,
-            "trace_id": (trace.trace_id or None) if trace is not None else None,
-            "span_id": (trace.span_id or None) if trace is not None else None,
-            "policy_name": req.policy_name,
-            "policy_version": req.policy_version,
-        },
-        "params": struct_to_dict(req.params),
-        "shared": shared_to_wire(req.shared_context),
-    }
-    payload = getattr(req, kind.payload)
+    ex: dict[str, Any] = {"request_id": req.request_id}
+    if em.route_name:
+        ex["route_name"] = em.route_name
+    if em.HasField("deadline"):
+        dl = em.deadline
+        if dl.seconds or dl.nanos:
+            ex["deadline"] = [dl.seconds, dl.nanos]
+    if em.HasField("trace"):
+        trace = em.trace
+        if trace.trace_id:
+            ex["trace_id"] = trace.trace_id
+        if trace.span_id:
+            ex["span_id"] = trace.span_id
+    if req.policy_name:
+        ex["policy_name"] = req.policy_name
+    if req.policy_version:
+        ex["policy_version"] = req.policy_version
+    msg: dict[str, Any] = {"phase": kind.wire_phase, "exec": ex}
+    if req.params.fields:
+        msg["params"] = struct_to_dict(req.params)
+    if req.HasField("shared_context"):
+        msg["shared"] = shared_to_wire(req.shared_context)
     name = kind.payload
-    if name == "request_headers":
-        msg["ctx"] = _request_side(payload.context, with_body=False)
-    elif name == "request_body":
-        msg["ctx"] = _request_side(payload.context, with_body=True)
-    elif name == "response_headers":
-        msg["ctx"] = _response_side(payload.context, with_body=False)
-    elif name == "response_body":
-        msg["ctx"] = _response_side(payload.context, with_body=True)
-    elif name in ("needs_more_request_data", "needs_more_response_data"):
+    payload = getattr(req, name)
+    if name in ("needs_more_request_data", "needs_more_response_data"):
         msg["accumulated"] = _latin1(payload.accumulated)
-    elif name == "request_chunk":
-        msg["ctx"] = _request_side(payload.context, with_body=False)
-        msg["chunk"] = _chunk(payload.chunk)
-    elif name == "response_chunk":
-        msg["ctx"] = _response_side(payload.context, with_body=False)
+        return msg
+    msg["ctx"] = context_to_wire(payload.context, kind.body)
+    if name in ("request_chunk", "response_chunk"):
         msg["chunk"] = _chunk(payload.chunk)
     return msg
 
 
 def _chunk(chunk: pb.StreamBody) -> dict[str, Any]:
-    return {"chunk": _latin1(chunk.chunk), "eos": chunk.end_of_stream, "index": chunk.index}
+    out: dict[str, Any] = {"chunk": _latin1(chunk.chunk)}
+    if chunk.end_of_stream:
+        out["eos"] = True
+    if chunk.index:
+        out["index"] = chunk.index
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,8 +375,11 @@ def _fill_action(msg: Any, action: dict[str, Any]) -> None:
             if not isinstance(value, dict):
                 raise TypeError("query_parameters_to_add: expected a dict")
             for key, vals in value.items():
-                _str_list(msg.query_parameters_to_add[key].values, vals,
-                          f"query_parameters_to_add[{key!r}]")
+                _str_list(
+                    msg.query_parameters_to_add[key].values,
+                    vals,
+                    f"query_parameters_to_add[{key!r}]",
+                )
         elif name == "analytics_metadata":
             if value:
                 dict_to_struct(value, msg.analytics_metadata)
@@ -430,7 +448,10 @@ def error_response(
     )
 
 
-_HEADER_MODES = {"SKIP": pb.HEADER_PROCESSING_MODE_SKIP, "PROCESS": pb.HEADER_PROCESSING_MODE_PROCESS}
+_HEADER_MODES = {
+    "SKIP": pb.HEADER_PROCESSING_MODE_SKIP,
+    "PROCESS": pb.HEADER_PROCESSING_MODE_PROCESS,
+}
 _BODY_MODES = {
     "SKIP": pb.BODY_PROCESSING_MODE_SKIP,
     "BUFFER": pb.BODY_PROCESSING_MODE_BUFFER,
@@ -450,6 +471,16 @@ def processing_mode(mode: dict[str, str]) -> pb.ProcessingMode:
 
 def capabilities(caps: dict[str, bool]) -> pb.PolicyCapabilities:
     """Wire capabilities dict -> ``PolicyCapabilities``."""
-    return pb.PolicyCapabilities(**{k: bool(caps.get(k)) for k in (
-        "request_headers", "request_body", "response_headers", "response_body",
-        "streaming_request", "streaming_response")})
+    return pb.PolicyCapabilities(
+        **{
+            k: bool(caps.get(k))
+            for k in (
+                "request_headers",
+                "request_body",
+                "response_headers",
+                "response_body",
+                "streaming_request",
+                "streaming_response",
+            )
+        }
+    )

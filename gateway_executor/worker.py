@@ -54,10 +54,27 @@ class WorkerProtocolError(WorkerError):
     """The worker sent something that is not a valid frame."""
 
 
+_encode_json = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), check_circular=False
+).encode
+_decode_json = json.JSONDecoder().decode
+
+
 def encode(obj: Any) -> bytes:
     """Serialize one frame."""
-    data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    data = _encode_json(obj).encode("utf-8")
     return _HEADER.pack(len(data)) + data
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """Parse one frame body; only JSON objects are valid frames."""
+    try:
+        reply = _decode_json(body.decode("utf-8", "surrogatepass"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WorkerProtocolError(f"undecodable frame: {exc}") from exc
+    if not isinstance(reply, dict):
+        raise WorkerProtocolError("frame is not an object")
+    return reply
 
 
 class Spawner:
@@ -97,8 +114,13 @@ class Spawner:
 class WorkerProcess:
     """A running worker: the process, its socket and its cancellation pipe."""
 
-    def __init__(self, entry: PolicyEntry, proc: subprocess.Popen[bytes], sock: socket.socket,
-                 control_w: int | None) -> None:
+    def __init__(
+        self,
+        entry: PolicyEntry,
+        proc: subprocess.Popen[bytes],
+        sock: socket.socket,
+        control_w: int | None,
+    ) -> None:
         self.entry = entry
         self.proc = proc
         self.pid = proc.pid
@@ -112,6 +134,10 @@ class WorkerProcess:
         self.pending_drop: list[str] = []
         self.python_version = ""
         self.distributions: dict[str, str] = {}
+        #: The pool's job now running here (a ``pool.Job``), and why the pool condemned this
+        #: worker ("" while healthy). Both are guarded by the owning pool's lock.
+        self.job: Any = None
+        self.doomed = ""
 
     @classmethod
     def spawn(cls, entry: PolicyEntry, spawner: Spawner, control: bool = True) -> WorkerProcess:
@@ -125,8 +151,16 @@ class WorkerProcess:
         if control:
             ctrl_r, ctrl_w = os.pipe()
             os.set_blocking(ctrl_w, False)
-        args = [entry.python, "-I", "-u", str(SHIM_PATH), "--fd", str(child.fileno()),
-                "--parent-pid", str(os.getpid())]
+        args = [
+            entry.python,
+            "-I",
+            "-u",
+            str(SHIM_PATH),
+            "--fd",
+            str(child.fileno()),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
         fds: tuple[int, ...] = (child.fileno(),)
         if ctrl_r is not None:
             args += ["--control-fd", str(ctrl_r)]
@@ -163,6 +197,18 @@ class WorkerProcess:
         try:
             self.sock.settimeout(None)
             self.sock.sendall(encode(msg))
+        except OSError as exc:
+            raise WorkerDied(f"connection lost: {exc}") from exc
+
+    def write(self, data: bytes) -> None:
+        """Send an encoded frame; a failure is left to the reader, which sees the worker die."""
+        with contextlib.suppress(OSError):
+            self.sock.sendall(data)
+
+    def read_frame(self) -> dict[str, Any]:
+        """Block until the next reply frame (the socket is in blocking mode, no timeout)."""
+        try:
+            return self._read(self.sock, None)
         except OSError as exc:
             raise WorkerDied(f"connection lost: {exc}") from exc
 
@@ -226,13 +272,7 @@ class WorkerProcess:
             buf = b"".join(parts)
         if len(buf) != need:
             raise WorkerProtocolError("trailing bytes after a frame")
-        try:
-            reply = json.loads(memoryview(buf)[4:].tobytes())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WorkerProtocolError(f"undecodable frame: {exc}") from exc
-        if not isinstance(reply, dict):
-            raise WorkerProtocolError("frame is not an object")
-        return reply
+        return decode(buf[4:])
 
     @staticmethod
     def _recv_more(sock: socket.socket, deadline: float | None, size: int = 65536) -> bytes:
@@ -258,12 +298,17 @@ class WorkerProcess:
         return reply
 
     def kill(self) -> None:
-        """SIGKILL the process and release its descriptors (idempotent)."""
+        """SIGKILL the process and release its descriptors (idempotent).
+
+        A thread blocked reading this worker's socket wakes up (the socket is shut down first).
+        """
         if self.dead:
             return
         self.dead = True
         with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self._close_fds()
         try:
             self.proc.wait(timeout=5)
@@ -281,6 +326,16 @@ class WorkerProcess:
             self._close_fds()
         except (WorkerError, subprocess.TimeoutExpired):
             self.kill()
+
+    def finish_exit(self, timeout: float) -> None:
+        """The worker answered ``exit``: wait for it to end (kill it if it lingers)."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return
+        self.dead = True
+        self._close_fds()
 
     def _close_fds(self) -> None:
         with contextlib.suppress(OSError):
@@ -319,6 +374,7 @@ __all__ = [
     "WorkerProcess",
     "WorkerProtocolError",
     "WorkerTimeout",
+    "decode",
     "encode",
     "executable_exists",
 ]

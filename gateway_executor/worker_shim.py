@@ -59,35 +59,47 @@ PHASE_HOOKS = {
 # --------------------------------------------------------------------------------------------
 # framing
 # --------------------------------------------------------------------------------------------
-def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
-    buf = bytearray(size)
-    view = memoryview(buf)
-    got = 0
-    while got < size:
-        n = sock.recv_into(view[got:], size - got)
-        if n == 0:
-            return None
-        got += n
-    return bytes(buf)
+class FrameReader:
+    """Reads length-prefixed frames; usually one ``recv`` per frame."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._recv = sock.recv
+        self._buf = b""
+
+    def read(self) -> Any:
+        """The next decoded frame; ``None`` on a clean EOF."""
+        buf = self._buf or self._recv(65536)
+        while len(buf) < 4:
+            more = self._recv(65536)
+            if not more:
+                return None
+            buf += more
+        (size,) = _HEADER.unpack_from(buf)
+        if size > MAX_FRAME:
+            raise ValueError(f"frame of {size} bytes exceeds the limit")
+        need = size + 4
+        if len(buf) < need:
+            parts = [buf]
+            have = len(buf)
+            while have < need:
+                more = self._recv(min(need - have, 1 << 20))
+                if not more:
+                    return None
+                parts.append(more)
+                have += len(more)
+            buf = b"".join(parts)
+        self._buf = buf[need:]
+        return json.loads(buf[4:need])
 
 
-def read_frame(sock: socket.socket) -> Any:
-    """Read one frame and decode it; ``None`` on a clean EOF."""
-    head = _recv_exact(sock, 4)
-    if head is None:
-        return None
-    (size,) = _HEADER.unpack(head)
-    if size > MAX_FRAME:
-        raise ValueError(f"frame of {size} bytes exceeds the limit")
-    body = _recv_exact(sock, size) if size else b""
-    if body is None:
-        return None
-    return json.loads(body)
+_encode_json = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), check_circular=False
+).encode
 
 
 def encode_frame(obj: Any) -> bytes:
     """Serialize ``obj`` as one frame."""
-    data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    data = _encode_json(obj).encode("utf-8", "surrogatepass")
     return _HEADER.pack(len(data)) + data
 
 
@@ -147,6 +159,10 @@ class Shim:
         self._cancelled: set[int] = set()
         self._current_seq = -1
         self._fields: dict[type, frozenset[str]] = {}
+        self._phases: dict[str, Any] = {}
+        self._contexts: dict[str, Any] = {}
+        self._allowed: dict[str, tuple[type, ...]] = {}
+        self._plans: dict[type, tuple[tuple[str, int], ...]] = {}
 
     # ---- SDK helpers ---------------------------------------------------------------------
     def _make(self, cls: type, **kwargs: Any) -> Any:
@@ -155,7 +171,34 @@ class Shim:
         if names is None:
             names = frozenset(getattr(cls, "__dataclass_fields__", {}))
             self._fields[cls] = names
+        if kwargs.keys() <= names:
+            return cls(**kwargs)
         return cls(**{k: v for k, v in kwargs.items() if k in names})
+
+    def _bind_sdk(self, sdk: Any) -> None:
+        """Look the SDK's classes up once (phase enums, context classes, allowed actions)."""
+        self.sdk = sdk
+        self._phases = {
+            phase: sdk.ExecutionPhase(phase)
+            for phase in PHASE_HOOKS
+            if phase in {p.value for p in sdk.ExecutionPhase}
+        }
+        self._contexts = {
+            "request_headers": sdk.RequestHeaderContext,
+            "request_body": sdk.RequestContext,
+            "response_headers": sdk.ResponseHeaderContext,
+            "response_body": sdk.ResponseContext,
+            "request_body_chunk": sdk.RequestStreamContext,
+            "response_body_chunk": sdk.ResponseStreamContext,
+        }
+        self._allowed = {
+            "request_headers": (sdk.UpstreamRequestHeaderModifications, sdk.ImmediateResponse),
+            "request_body": (sdk.UpstreamRequestModifications, sdk.ImmediateResponse),
+            "response_headers": (sdk.DownstreamResponseHeaderModifications, sdk.ImmediateResponse),
+            "response_body": (sdk.DownstreamResponseModifications, sdk.ImmediateResponse),
+            "request_body_chunk": (sdk.ForwardRequestChunk,),
+            "response_body_chunk": (sdk.ForwardResponseChunk, sdk.TerminateResponseChunk),
+        }
 
     def _headers(self, raw: dict[str, list[str]] | None) -> Any:
         return self.sdk.Headers(raw or {})
@@ -164,7 +207,7 @@ class Shim:
         if raw is None:
             return None
         return self.sdk.Body(
-            content=_s2b(raw.get("content")),
+            content=raw.get("content", "").encode("latin-1"),
             end_of_stream=bool(raw.get("eos")),
             present=bool(raw.get("present")),
         )
@@ -243,17 +286,14 @@ class Shim:
         )
 
     def _context(self, phase: str, raw: dict[str, Any], shared: Any) -> Any:
-        sdk = self.sdk
+        """The phase's context object. Keys missing from ``raw`` take the protobuf default."""
+        if not self._contexts:
+            self._bind_sdk(self.sdk)
         response_phase = phase.startswith("response")
-        cls = {
-            "request_headers": sdk.RequestHeaderContext,
-            "request_body": sdk.RequestContext,
-            "response_headers": sdk.ResponseHeaderContext,
-            "response_body": sdk.ResponseContext,
-            "request_body_chunk": sdk.RequestStreamContext,
-            "response_body_chunk": sdk.ResponseStreamContext,
-        }[phase]
+        cls = self._contexts[phase]
         kwargs: dict[str, Any] = {"shared": shared}
+        if response_phase:
+            kwargs["response_status"] = 0  # protobuf's default; the SDK's would be 200
         for key, value in raw.items():
             if key.endswith("headers"):
                 kwargs[key] = self._headers(value)
@@ -266,6 +306,20 @@ class Shim:
             else:
                 kwargs[key] = value
         return self._make(cls, **kwargs)
+
+    def _execution_context(self, phase: str, ex: dict[str, Any]) -> Any:
+        kwargs: dict[str, Any] = {
+            "request_id": ex.get("request_id", ""),
+            "phase": self._phases.get(phase) or self.sdk.ExecutionPhase(phase),
+            "_is_cancelled": self.is_cancelled,
+        }
+        for key in ("route_name", "policy_name", "policy_version", "trace_id", "span_id"):
+            if key in ex:
+                kwargs[key] = ex[key]
+        deadline = ex.get("deadline")
+        if deadline:
+            kwargs["deadline"] = _deadline(deadline)
+        return self._make(self.sdk.ExecutionContext, **kwargs)
 
     def _metadata(self, raw: dict[str, Any] | None) -> Any:
         raw = raw or {}
@@ -291,14 +345,30 @@ class Shim:
             raise TypeError(f"mode() returned {type(mode).__name__}, not ProcessingMode")
         problems = []
         spec = (
-            ("request_header_mode", sdk.HeaderProcessingMode, sdk.RequestHeaderPolicy,
-             sdk.RequestHeaderPolicy),
-            ("request_body_mode", sdk.BodyProcessingMode, sdk.RequestPolicy,
-             sdk.StreamingRequestPolicy),
-            ("response_header_mode", sdk.HeaderProcessingMode, sdk.ResponseHeaderPolicy,
-             sdk.ResponseHeaderPolicy),
-            ("response_body_mode", sdk.BodyProcessingMode, sdk.ResponsePolicy,
-             sdk.StreamingResponsePolicy),
+            (
+                "request_header_mode",
+                sdk.HeaderProcessingMode,
+                sdk.RequestHeaderPolicy,
+                sdk.RequestHeaderPolicy,
+            ),
+            (
+                "request_body_mode",
+                sdk.BodyProcessingMode,
+                sdk.RequestPolicy,
+                sdk.StreamingRequestPolicy,
+            ),
+            (
+                "response_header_mode",
+                sdk.HeaderProcessingMode,
+                sdk.ResponseHeaderPolicy,
+                sdk.ResponseHeaderPolicy,
+            ),
+            (
+                "response_body_mode",
+                sdk.BodyProcessingMode,
+                sdk.ResponsePolicy,
+                sdk.StreamingResponsePolicy,
+            ),
         )
         wire: dict[str, str] = {}
         for field, enum, buffered, streaming in spec:
@@ -313,7 +383,9 @@ class Shim:
             elif value.name == "STREAM" and not isinstance(policy, streaming):
                 problems.append(f"{field}=STREAM but the policy is not a {streaming.__name__}")
         if problems:
-            raise ValueError("mode() does not match the implemented interfaces: " + "; ".join(problems))
+            raise ValueError(
+                "mode() does not match the implemented interfaces: " + "; ".join(problems)
+            )
         caps = {
             "request_headers": isinstance(policy, sdk.RequestHeaderPolicy),
             "request_body": isinstance(policy, sdk.RequestPolicy),
@@ -330,19 +402,30 @@ class Shim:
             return None
         return {"action": str(value.action), "headers": [str(h) for h in value.headers]}
 
+    def _plan(self, kind: type) -> tuple[tuple[str, int], ...]:
+        """How to serialize each field of an action class: 0 plain, 1 bytes, 2 drop filter."""
+        plan = self._plans.get(kind)
+        if plan is None:
+            fields = []
+            for name in getattr(kind, "__dataclass_fields__", {}):
+                if name in ("is_fault", "fault"):
+                    continue  # not carried by the wire contract
+                how = 1 if name == "body" else 2 if name == "analytics_header_filter" else 0
+                fields.append((name, how))
+            plan = self._plans[kind] = tuple(fields)
+        return plan
+
     def action_to_wire(self, phase: str, action: Any) -> dict[str, Any] | None:
-        """Turn an SDK action into a wire dict, checking it is allowed for ``phase``."""
+        """Turn an SDK action into a wire dict, checking it is allowed for ``phase``.
+
+        ``None`` values and empty containers are left out: on the protobuf side they mean the
+        same as an absent field (an empty body or string is kept: it sets a wrapper).
+        """
         if action is None:
             return None
-        sdk = self.sdk
-        allowed = {
-            "request_headers": (sdk.UpstreamRequestHeaderModifications, sdk.ImmediateResponse),
-            "request_body": (sdk.UpstreamRequestModifications, sdk.ImmediateResponse),
-            "response_headers": (sdk.DownstreamResponseHeaderModifications, sdk.ImmediateResponse),
-            "response_body": (sdk.DownstreamResponseModifications, sdk.ImmediateResponse),
-            "request_body_chunk": (sdk.ForwardRequestChunk,),
-            "response_body_chunk": (sdk.ForwardResponseChunk, sdk.TerminateResponseChunk),
-        }[phase]
+        if not self._allowed:
+            self._bind_sdk(self.sdk)
+        allowed = self._allowed[phase]
         kind = next((cls for cls in allowed if isinstance(action, cls)), None)
         if kind is None:
             names = " | ".join(cls.__name__ for cls in allowed)
@@ -350,15 +433,16 @@ class Shim:
                 f"{PHASE_HOOKS[phase]} returned {type(action).__name__}; expected {names} or None"
             )
         out: dict[str, Any] = {"t": kind.__name__}
-        for name in getattr(kind, "__dataclass_fields__", {}):
+        for name, how in self._plan(kind):
             value = getattr(action, name)
-            if name == "body":
+            if value is None:
+                continue
+            if how == 1:
                 out[name] = _b2s(value)
-            elif name == "analytics_header_filter":
-                out[name] = self._drop_filter(value)
-            elif name in ("is_fault", "fault"):
-                continue  # not carried by the wire contract
-            else:
+            elif how == 2:
+                if value.headers:
+                    out[name] = self._drop_filter(value)
+            elif value or not isinstance(value, (dict, list, tuple)):
                 out[name] = value
         return out
 
@@ -379,7 +463,7 @@ class Shim:
             reply["distributions"] = _distributions()
         stage = "import apip_sdk_core"
         try:
-            self.sdk = importlib.import_module("apip_sdk_core")
+            self._bind_sdk(importlib.import_module("apip_sdk_core"))
             stage = f"import {msg['module']}"
             module = importlib.import_module(msg["module"])
             stage = "get_policy"
@@ -455,30 +539,16 @@ class Shim:
         hook = getattr(policy, hook_name, None)
         if hook is None:
             raise TypeError(f"policy {type(policy).__name__} does not implement {hook_name}")
-        sdk = self.sdk
         if phase.startswith("needs_more"):
             decision = hook(_s2b(msg.get("accumulated")) or b"")
             return {"needs_more": bool(decision)}
-        ex = msg.get("exec") or {}
-        deadline = ex.get("deadline")
-        execution_ctx = self._make(
-            sdk.ExecutionContext,
-            request_id=ex.get("request_id", ""),
-            phase=sdk.ExecutionPhase(phase),
-            deadline=_deadline(deadline),
-            route_name=ex.get("route_name", ""),
-            policy_name=ex.get("policy_name", ""),
-            policy_version=ex.get("policy_version", ""),
-            trace_id=ex.get("trace_id"),
-            span_id=ex.get("span_id"),
-            _is_cancelled=self.is_cancelled,
-        )
+        execution_ctx = self._execution_context(phase, msg.get("exec") or {})
         shared = self._shared(msg.get("shared") or {})
         ctx = self._context(phase, msg.get("ctx") or {}, shared)
         params = msg.get("params") or {}
         if phase.endswith("chunk"):
             raw = msg.get("chunk") or {}
-            chunk = sdk.StreamBody(
+            chunk = self.sdk.StreamBody(
                 chunk=_s2b(raw.get("chunk")) or b"",
                 end_of_stream=bool(raw.get("eos")),
                 index=int(raw.get("index", 0)),
@@ -512,8 +582,9 @@ def _error(exc: BaseException) -> dict[str, Any]:
 def serve(sock: socket.socket, shim: Shim) -> int:
     """Answer frames until EOF or ``exit``; returns the process exit code."""
     send = sock.sendall
+    read = FrameReader(sock).read
     while True:
-        msg = read_frame(sock)
+        msg = read()
         if msg is None:
             shim.destroy(list(shim.instances))
             return 0

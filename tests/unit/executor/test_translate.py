@@ -34,15 +34,17 @@ class InProcess:
     def __init__(self, policy: str, module: str, params: dict[str, Any] | None = None) -> None:
         self.shim = worker_shim.Shim(None)
         path = str(FIXTURES / policy)
-        reply = self.shim.start({"module": module, "sys_path": [path], "params": params or {},
-                                 "check": True})
+        reply = self.shim.start(
+            {"module": module, "sys_path": [path], "params": params or {}, "check": True}
+        )
         assert reply["ok"], reply
         self.mode = reply["mode"]
         self.caps = reply["capabilities"]
         self.seq = 0
 
-    def run(self, req: pb.StreamRequest, init_params: dict[str, Any] | None = None,
-            route: str = "r1") -> pb.StreamResponse:
+    def run(
+        self, req: pb.StreamRequest, init_params: dict[str, Any] | None = None, route: str = "r1"
+    ) -> pb.StreamResponse:
         kind = translate.PAYLOADS[req.WhichOneof("payload")]
         msg = translate.request_to_wire(req, kind)
         self.seq += 1
@@ -70,14 +72,22 @@ def _restore_sys_path() -> Any:
 
 def test_header_request_phase_is_faithful() -> None:
     ip = InProcess("header-policy", "header_policy.policy")
-    assert ip.mode == {"request_header_mode": "PROCESS", "request_body_mode": "SKIP",
-                       "response_header_mode": "PROCESS", "response_body_mode": "SKIP"}
+    assert ip.mode == {
+        "request_header_mode": "PROCESS",
+        "request_body_mode": "SKIP",
+        "response_header_mode": "PROCESS",
+        "response_body_mode": "SKIP",
+    }
     assert ip.caps["request_headers"] and ip.caps["response_headers"]
     assert not ip.caps["request_body"]
-    req = build_request("request_headers", instance_id="i1", route_name="route-a",
-                        request={"path": "/reroute", "headers": {"X-Trace": ["a", "b"]}},
-                        params={"header": "x-tenant", "value": "acme"},
-                        metadata={"count": 1, "nested": {"k": [1, "two", None, True]}})
+    req = build_request(
+        "request_headers",
+        instance_id="i1",
+        route_name="route-a",
+        request={"path": "/reroute", "headers": {"X-Trace": ["a", "b"]}},
+        params={"header": "x-tenant", "value": "acme"},
+        metadata={"count": 1, "nested": {"k": [1, "two", None, True]}},
+    )
     auth = req.shared_context.auth_context
     auth.subject, auth.previous.subject = "alice", "gateway"
     ctx = req.request_headers.context
@@ -85,8 +95,12 @@ def test_header_request_phase_is_faithful() -> None:
     ctx.upstream.url = "http://backend:8080"
     resp = ip.run(req)
     mods = resp.request_header_action.upstream_request_header_modifications
-    assert dict(mods.headers_to_set) == {"x-tenant": "acme", "x-dep-version": mods.headers_to_set[
-        "x-dep-version"], "x-trace": "a,b", "x-api": "api"}
+    assert dict(mods.headers_to_set) == {
+        "x-tenant": "acme",
+        "x-dep-version": mods.headers_to_set["x-dep-version"],
+        "x-trace": "a,b",
+        "x-api": "api",
+    }
     assert list(mods.headers_to_remove) == ["x-remove-me"]
     assert mods.upstream_name.value == "backend-2" and mods.path.value == "/rewritten"
     assert mods.method.value == "POST" and not mods.HasField("host")
@@ -116,8 +130,12 @@ def test_immediate_response_keeps_bytes_and_filters() -> None:
 
 def test_response_headers_phase() -> None:
     ip = InProcess("header-policy", "header_policy.policy")
-    req = build_request("response_headers", instance_id="i1", request={"path": "/p"},
-                        response={"status": 201, "headers": {"server": "x"}})
+    req = build_request(
+        "response_headers",
+        instance_id="i1",
+        request={"path": "/p"},
+        response={"status": 201, "headers": {"server": "x"}},
+    )
     req.response_headers.context.upstream.response.status_code = 201
     mods = ip.run(req).response_header_action.downstream_response_header_modifications
     assert mods.headers_to_set["x-request-path"] == "/p"
@@ -129,17 +147,27 @@ def test_response_headers_phase() -> None:
 
 def test_buffered_body_phases() -> None:
     ip = InProcess("body-policy", "body_policy.policy")
-    req = build_request("request_body", instance_id="b", request={
-        "method": "POST", "body": {"messages": [{"content": "mail a.b@c.com now"}]}})
+    req = build_request(
+        "request_body",
+        instance_id="b",
+        request={"method": "POST", "body": {"messages": [{"content": "mail a.b@c.com now"}]}},
+    )
     resp = ip.run(req)
     mods = resp.request_action.upstream_request_modifications
     assert mods.body.value == b'{"messages":[{"content":"mail [EMAIL] now"}]}'
     assert translate.struct_to_dict(resp.updated_metadata)["eos"] is True
-    blocked = ip.run(build_request("request_body", instance_id="b",
-                                   request={"body": "this is forbidden"}))
+    blocked = ip.run(
+        build_request("request_body", instance_id="b", request={"body": "this is forbidden"})
+    )
     assert blocked.request_action.immediate_response.status_code == 400
-    out = ip.run(build_request("response_body", instance_id="b", request={"body": "abc"},
-                               response={"status": 200, "body": "to x@y.org"}))
+    out = ip.run(
+        build_request(
+            "response_body",
+            instance_id="b",
+            request={"body": "abc"},
+            response={"status": 200, "body": "to x@y.org"},
+        )
+    )
     dmods = out.response_action.downstream_response_modifications
     assert dmods.body.value == b"to [EMAIL]" and dmods.status_code.value == 201
     assert dmods.headers_to_set["x-request-body-len"] == "3"
@@ -157,15 +185,24 @@ def test_streaming_phases() -> None:
     assert more.needs_more_decision.needs_more is True
     enough = ip.run(build_request("needs_more_request_data", instance_id="s", accumulated=b"abc"))
     assert enough.needs_more_decision.needs_more is False
-    chunk = ip.run(build_request("request_chunk", instance_id="s", chunk=b"hello\x00\xfe",
-                                 chunk_index=4, end_of_stream=False))
+    chunk = ip.run(
+        build_request(
+            "request_chunk",
+            instance_id="s",
+            chunk=b"hello\x00\xfe",
+            chunk_index=4,
+            end_of_stream=False,
+        )
+    )
     fwd = chunk.streaming_request_action.forward_request_chunk
     assert fwd.body.value == b"HELLO\x00\xfe"
     assert translate.struct_to_dict(fwd.analytics_metadata) == {"i": 4.0}
     assert translate.struct_to_dict(chunk.updated_metadata) == {"last_index": 4.0, "eos": False}
     rchunk = ip.run(build_request("response_chunk", instance_id="s", chunk=b"abc"))
     rf = rchunk.streaming_response_action.forward_response_chunk
-    assert rf.body.value == b"cba" and translate.struct_to_dict(rf.dynamic_metadata["s"]) == {"n": 1.0}
+    assert rf.body.value == b"cba" and translate.struct_to_dict(rf.dynamic_metadata["s"]) == {
+        "n": 1.0
+    }
     stop = ip.run(build_request("response_chunk", instance_id="s", chunk=b"xxSTOPxx"))
     assert stop.streaming_response_action.terminate_response_chunk.body.value == b"[terminated]"
     none = ip.run(build_request("response_chunk", instance_id="s", chunk=b"z", chunk_index=99))
@@ -177,7 +214,9 @@ def test_streaming_phases() -> None:
 
 def test_wrong_action_type_is_an_execution_error() -> None:
     ip = InProcess("chaos-policy", "chaos_policy.policy")
-    resp = ip.run(build_request("request_headers", instance_id="c", request={"path": "/bad-action"}))
+    resp = ip.run(
+        build_request("request_headers", instance_id="c", request={"path": "/bad-action"})
+    )
     assert resp.error.error_type == "execution_error"
     assert "on_request_headers returned dict" in resp.error.message
 
@@ -190,10 +229,17 @@ def test_hook_not_implemented_is_an_error() -> None:
 
 def test_mode_mismatch_is_rejected_at_start() -> None:
     shim = worker_shim.Shim(None)
-    reply = shim.start({"module": "mode_mismatch.policy",
-                        "sys_path": [str(FIXTURES / "mode-mismatch")], "check": True})
+    reply = shim.start(
+        {
+            "module": "mode_mismatch.policy",
+            "sys_path": [str(FIXTURES / "mode-mismatch")],
+            "check": True,
+        }
+    )
     assert not reply["ok"] and reply["stage"] == "mode check"
-    assert "request_body_mode=STREAM but the policy is not a StreamingRequestPolicy" in reply["error"]
+    assert (
+        "request_body_mode=STREAM but the policy is not a StreamingRequestPolicy" in reply["error"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -203,10 +249,17 @@ def test_mode_mismatch_is_rejected_at_start() -> None:
         ({"t": "ImmediateResponse", "status_code": "500"}, "status_code: expected int"),
         ({"t": "ImmediateResponse", "headers": {"a": 1}}, "headers['a']: expected str"),
         ({"t": "UpstreamRequestHeaderModifications", "path": 3}, "path: expected str"),
-        ({"t": "UpstreamRequestHeaderModifications",
-          "analytics_header_filter": {"action": "maybe", "headers": ["x"]}}, "allow or deny"),
-        ({"t": "UpstreamRequestHeaderModifications", "dynamic_metadata": {"n": 3}},
-         "expected an object"),
+        (
+            {
+                "t": "UpstreamRequestHeaderModifications",
+                "analytics_header_filter": {"action": "maybe", "headers": ["x"]},
+            },
+            "allow or deny",
+        ),
+        (
+            {"t": "UpstreamRequestHeaderModifications", "dynamic_metadata": {"n": 3}},
+            "expected an object",
+        ),
     ],
 )
 def test_untrusted_worker_replies_are_validated(action: dict[str, Any], message: str) -> None:
@@ -222,19 +275,27 @@ def test_passthrough_and_error_responses() -> None:
         resp = translate.passthrough_response("r", kind)
         assert resp.WhichOneof("payload") == kind.response_field
     err = translate.error_response("r", "boom", "timeout", "p", "v1")
-    assert (err.error.message, err.error.error_type, err.error.policy_name) == ("boom", "timeout", "p")
+    assert (err.error.message, err.error.error_type, err.error.policy_name) == (
+        "boom",
+        "timeout",
+        "p",
+    )
 
 
 @settings(max_examples=60, deadline=None)
-@given(body=st.binary(max_size=300),
-       headers=st.dictionaries(st.text(min_size=1, max_size=8), st.lists(st.text(max_size=10),
-                                                                           max_size=3), max_size=4))
+@given(
+    body=st.binary(max_size=300),
+    headers=st.dictionaries(
+        st.text(min_size=1, max_size=8), st.lists(st.text(max_size=10), max_size=3), max_size=4
+    ),
+)
 def test_bytes_and_headers_survive_the_wire(body: bytes, headers: dict[str, list[str]]) -> None:
     req = build_request("request_body", instance_id="x", request={"body": body, "headers": headers})
     kind = translate.PAYLOADS["request_body"]
     wire = frame_roundtrip(translate.request_to_wire(req, kind))
-    assert worker_shim._s2b(wire["ctx"]["body"]["content"]) == body
-    assert wire["ctx"]["headers"] == {k: v for k, v in headers.items()}
+    # Defaults (empty content, no headers) are left out of the wire.
+    assert worker_shim._s2b(wire["ctx"]["body"].get("content", "")) == body
+    assert wire["ctx"].get("headers", {}) == {k: v for k, v in headers.items()}
     shim = worker_shim.Shim(None)
     import apip_sdk_core
 
@@ -243,3 +304,100 @@ def test_bytes_and_headers_survive_the_wire(body: bytes, headers: dict[str, list
     assert ctx.body.content == body
     for name, values in headers.items():
         assert ctx.headers.get(name) == list(values) or name.lower() != name
+
+
+def test_absent_wire_keys_mean_protobuf_defaults() -> None:
+    """Only set fields travel; the shim restores the protobuf default (not the SDK's)."""
+    import apip_sdk_core
+
+    req = pb.StreamRequest(request_id="r")
+    req.execution_metadata.phase = pb.PHASE_RESPONSE_BODY
+    ctx = req.response_body.context
+    ctx.response_body.present = True  # present but empty
+    ctx.downstream.request.path = "/d"
+    ctx.upstream.response.SetInParent()
+    kind = translate.PAYLOADS["response_body"]
+    wire = frame_roundtrip(translate.request_to_wire(req, kind))
+    assert wire == {
+        "phase": "response_body",
+        "exec": {"request_id": "r"},
+        "ctx": {
+            "response_body": {"present": True},
+            "downstream": {"request": {"path": "/d"}},
+            "upstream": {"response": {}},
+        },
+    }
+    shim = worker_shim.Shim(None)
+    shim._bind_sdk(apip_sdk_core)
+    got = shim._context("response_body", wire["ctx"], shim._shared(wire.get("shared") or {}))
+    assert got.response_status == 0  # the SDK's own default would be 200
+    assert got.response_body.content == b"" and got.response_body.present
+    assert got.request_body is None and len(got.request_headers) == 0
+    assert got.downstream.request.headers is None and got.downstream.request.method == ""
+    assert got.upstream.response.status_code == 0 and got.upstream.response.headers is None
+    assert got.upstream.name == "" and got.shared.metadata == {} and got.shared.auth_context is None
+    ectx = shim._execution_context("response_body", wire["exec"])
+    assert (ectx.request_id, ectx.route_name, ectx.deadline, ectx.trace_id) == ("r", "", None, None)
+
+
+def test_headers_phase_does_not_copy_bodies_it_does_not_pass_on() -> None:
+    req = build_request(
+        "response_headers", instance_id="i", request={"body": "req"}, response={"status": 200}
+    )
+    req.response_headers.context.request_body.content = b"x" * 1000
+    wire = translate.request_to_wire(req, translate.PAYLOADS["response_headers"])
+    assert wire["ctx"]["request_body"]["content"] == "x" * 1000  # the SDK context carries it
+    chunk = build_request("request_chunk", instance_id="i", chunk=b"abc")
+    wire = translate.request_to_wire(chunk, translate.PAYLOADS["request_chunk"])
+    assert "body" not in wire["ctx"] and wire["chunk"] == {"chunk": "abc", "eos": True}
+
+
+@pytest.mark.parametrize("phase", ["request_headers", "response_body", "response_body_chunk"])
+def test_compact_actions_build_the_same_protobuf(phase: str) -> None:
+    """Leaving out None and empty containers changes nothing on the protobuf side."""
+    import apip_sdk_core as sdk
+
+    actions = {
+        "request_headers": [
+            sdk.UpstreamRequestHeaderModifications(headers_to_set={"a": "1"}),
+            sdk.UpstreamRequestHeaderModifications(
+                path="", upstream_name="b", headers_to_remove=["x"]
+            ),
+            sdk.ImmediateResponse(status_code=204, body=b""),
+        ],
+        "response_body": [
+            sdk.DownstreamResponseModifications(body=b"\xff", status_code=None),
+            sdk.DownstreamResponseModifications(
+                analytics_header_filter=sdk.DropHeaderAction(action="allow", headers=["h"])
+            ),
+        ],
+        "response_body_chunk": [
+            sdk.ForwardResponseChunk(body=b""),
+            sdk.TerminateResponseChunk(body=b"end"),
+        ],
+    }[phase]
+    shim = worker_shim.Shim(None)
+    shim._bind_sdk(sdk)
+    kind = next(k for k in translate.PAYLOADS.values() if k.wire_phase == phase)
+    for action in actions:
+        compact = shim.action_to_wire(phase, action)
+        assert compact is not None
+        full: dict[str, Any] = {"t": type(action).__name__}
+        for name in type(action).__dataclass_fields__:
+            value = getattr(action, name)
+            if name == "body":
+                value = worker_shim._b2s(value)
+            elif name == "analytics_header_filter":
+                value = shim._drop_filter(value)
+            full[name] = value
+        full = frame_roundtrip(full)
+        assert len(frame_roundtrip(compact)) <= len(full)
+        one = translate.response_from_worker(
+            "r", kind, {"ok": True, "action": full, "metadata": {}}
+        )
+        two = translate.response_from_worker(
+            "r", kind, {"ok": True, "action": compact, "metadata": {}}
+        )
+        assert one.SerializeToString(deterministic=True) == two.SerializeToString(
+            deterministic=True
+        )
