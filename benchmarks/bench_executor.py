@@ -122,10 +122,17 @@ class Result:
         self.round_rates.append(len(lat) / total)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "mode": self.mode, "calls": self.calls,
-                "median_us": self.median_us, "p99_us": self.p99_us,
-                "throughput": self.throughput, "errors": self.errors,
-                "round_medians_us": self.round_medians, "round_rates": self.round_rates}
+        return {
+            "name": self.name,
+            "mode": self.mode,
+            "calls": self.calls,
+            "median_us": self.median_us,
+            "p99_us": self.p99_us,
+            "throughput": self.throughput,
+            "errors": self.errors,
+            "round_medians_us": self.round_medians,
+            "round_rates": self.round_rates,
+        }
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -137,12 +144,17 @@ def _ok(resp: Any) -> bool:
     return bool(resp.WhichOneof("payload") == "request_header_action")
 
 
-def run_sequential(stream: CallStream, iid: str, max_calls: int, seconds: float,
-                   warmup: int) -> tuple[list[float], float, int]:
+def run_sequential(
+    stream: CallStream, iid: str, max_calls: int, seconds: float, warmup: int
+) -> tuple[list[float], float, int]:
     """One caller, one call at a time; returns (latencies, elapsed, errors)."""
     for i in range(warmup):
-        stream.call(build_request("request_headers", instance_id=iid, request_id=f"w{i}",
-                                  request={"path": "/bench"}), 60)
+        stream.call(
+            build_request(
+                "request_headers", instance_id=iid, request_id=f"w{i}", request={"path": "/bench"}
+            ),
+            60,
+        )
     errors = 0
     lat: list[float] = []
     end = time.monotonic() + seconds
@@ -158,8 +170,9 @@ def run_sequential(stream: CallStream, iid: str, max_calls: int, seconds: float,
     return lat, time.perf_counter() - start, errors
 
 
-def run_concurrent(stream: CallStream, iid: str, callers: int, max_calls: int,
-                   seconds: float) -> tuple[list[float], float, int]:
+def run_concurrent(
+    stream: CallStream, iid: str, callers: int, max_calls: int, seconds: float
+) -> tuple[list[float], float, int]:
     """``callers`` threads sharing one stream; returns (latencies, elapsed, errors)."""
     lat: list[list[float]] = [[] for _ in range(callers)]
     errors = [0] * callers
@@ -201,8 +214,9 @@ def run_direct(policy_dir: Path, max_calls: int, seconds: float) -> Result:
     for i in range(max_calls):
         t0 = time.perf_counter()
         shared = sdk.SharedContext(request_id=f"d{i}", metadata={})
-        ctx = sdk.RequestHeaderContext(shared=shared, headers=sdk.Headers({}), path="/bench",
-                                       method="GET")
+        ctx = sdk.RequestHeaderContext(
+            shared=shared, headers=sdk.Headers({}), path="/bench", method="GET"
+        )
         ectx = sdk.ExecutionContext(request_id=f"d{i}", phase=sdk.ExecutionPhase.REQUEST_HEADERS)
         policy.on_request_headers(ectx, ctx, {})
         lat.append(time.perf_counter() - t0)
@@ -232,12 +246,17 @@ def _loadavg() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--python", default=sys.executable,
-                    help="policy venv interpreter (needs apip-sdk-core; default: this one)")
-    ap.add_argument("--rounds", type=int, default=5,
-                    help="interleaved rounds (echo, worker, echo, worker, ...)")
-    ap.add_argument("--seconds", type=float, default=1.5,
-                    help="time bound per measurement and round")
+    ap.add_argument(
+        "--python",
+        default=sys.executable,
+        help="policy venv interpreter (needs apip-sdk-core; default: this one)",
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds (echo, worker, echo, worker, ...)"
+    )
+    ap.add_argument(
+        "--seconds", type=float, default=1.5, help="time bound per measurement and round"
+    )
     ap.add_argument("--calls", type=int, default=2000, help="count bound per measurement and round")
     ap.add_argument("--per-call-calls", type=int, default=40)
     ap.add_argument("--workers", type=int, default=2, help="worker processes for worker mode")
@@ -250,37 +269,74 @@ def main(argv: list[str] | None = None) -> int:
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "policy.py").write_text(POLICY)
-    entry = {"module": "bench_policy.policy", "sys_path": [str(tmp / "policies")],
-             "python": args.python, "timeout_ms": 30000, "params": {}}
+    entry = {
+        "module": "bench_policy.policy",
+        "sys_path": [str(tmp / "policies")],
+        "python": args.python,
+        "timeout_ms": 30000,
+        "params": {},
+    }
     registry = {
-        "format": "gateway-builder/policy-registry", "format_version": 1,
+        "format": "gateway-builder/policy-registry",
+        "format_version": 1,
         "policies": [
-            {**entry, "name": "bench-per-call", "version": "v1.0.0", "isolation": "per-call",
-             "workers": 4},
-            {**entry, "name": "bench-worker", "version": "v1.0.0", "isolation": "worker",
-             "workers": args.workers},
+            {
+                **entry,
+                "name": "bench-per-call",
+                "version": "v1.0.0",
+                "isolation": "per-call",
+                "workers": 4,
+            },
+            {
+                **entry,
+                "name": "bench-worker",
+                "version": "v1.0.0",
+                "isolation": "worker",
+                "workers": args.workers,
+            },
         ],
     }
     (tmp / "registry.json").write_text(json.dumps(registry))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs: list[subprocess.Popen[bytes]] = []
     conc = f"{args.callers} concurrent"
-    results = {key: Result(*key) for key in (
-        ("echo", "sequential"), ("worker", "sequential"), ("per-call", "sequential"),
-        ("echo", conc), ("worker", conc))}
+    results = {
+        key: Result(*key)
+        for key in (
+            ("echo", "sequential"),
+            ("worker", "sequential"),
+            ("per-call", "sequential"),
+            ("echo", conc),
+            ("worker", conc),
+        )
+    }
     load_before = _loadavg()
     try:
         echo_sock = tmp / "echo.sock"
-        echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_sock), str(ROOT)],
-                                stdout=subprocess.PIPE, env=env)
+        echo = subprocess.Popen(
+            [sys.executable, "-c", ECHO_SERVER, str(echo_sock), str(ROOT)],
+            stdout=subprocess.PIPE,
+            env=env,
+        )
         procs.append(echo)
         assert echo.stdout is not None
         echo.stdout.readline()
         ex_sock = tmp / "executor.sock"
         ready = tmp / "ready"
         executor = subprocess.Popen(
-            [sys.executable, "-m", "gateway_executor", "--registry", str(tmp / "registry.json"),
-             "--listen", str(ex_sock), "--ready-file", str(ready), "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "gateway_executor",
+                "--registry",
+                str(tmp / "registry.json"),
+                "--listen",
+                str(ex_sock),
+                "--ready-file",
+                str(ready),
+                "--log-level",
+                "warning",
+            ],
             env=env,
         )
         procs.append(executor)
@@ -299,13 +355,17 @@ def main(argv: list[str] | None = None) -> int:
             order = targets if rnd % 2 == 0 else targets[::-1]
             for name, stream, iid in order:
                 results[(name, "sequential")].add(
-                    *run_sequential(stream, iid, args.calls, args.seconds, 50))
+                    *run_sequential(stream, iid, args.calls, args.seconds, 50)
+                )
             for name, stream, iid in order:
                 results[(name, conc)].add(
-                    *run_concurrent(stream, iid, args.callers, args.calls, args.seconds))
+                    *run_concurrent(stream, iid, args.callers, args.calls, args.seconds)
+                )
         results[("per-call", "sequential")].add(
-            *run_sequential(ex_client.stream(), percall_iid, args.per_call_calls,
-                            args.seconds * 4, 3))
+            *run_sequential(
+                ex_client.stream(), percall_iid, args.per_call_calls, args.seconds * 4, 3
+            )
+        )
         direct = run_direct(tmp / "policies", args.calls, args.seconds)
         echo_client.close()
         ex_client.close()
@@ -320,39 +380,60 @@ def main(argv: list[str] | None = None) -> int:
                 p.kill()
     load_after = _loadavg()
 
-    order_rows = [("echo", "sequential"), ("worker", "sequential"), ("per-call", "sequential"),
-                  None, ("echo", conc), ("worker", conc)]
+    order_rows = [
+        ("echo", "sequential"),
+        ("worker", "sequential"),
+        ("per-call", "sequential"),
+        None,
+        ("echo", conc),
+        ("worker", conc),
+    ]
     rows = [direct if k is None else results[k] for k in order_rows]
-    print(f"\nexecutor benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-          f"grpcio {grpc.__version__}, worker pool {args.workers}, one multiplexed stream, "
-          f"{args.rounds} interleaved rounds")
+    print(
+        f"\nexecutor benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"grpcio {grpc.__version__}, worker pool {args.workers}, one multiplexed stream, "
+        f"{args.rounds} interleaved rounds"
+    )
     print(f"load average before {load_before}, after {load_after}\n")
-    print(f"| {'path':<9} | {'callers':<13} | {'calls':>6} | {'median us':>9} | {'p99 us':>8} | "
-          f"{'calls/s':>8} | {'errors':>6} |")
+    print(
+        f"| {'path':<9} | {'callers':<13} | {'calls':>6} | {'median us':>9} | {'p99 us':>8} | "
+        f"{'calls/s':>8} | {'errors':>6} |"
+    )
     print(f"|{'-' * 11}|{'-' * 15}|{'-' * 8}|{'-' * 11}|{'-' * 10}|{'-' * 10}|{'-' * 8}|")
     for r in rows:
-        print(f"| {r.name:<9} | {r.mode:<13} | {r.calls:>6} | {r.median_us:>9.0f} | "
-              f"{r.p99_us:>8.0f} | {r.throughput:>8.0f} | {r.errors:>6} |")
+        print(
+            f"| {r.name:<9} | {r.mode:<13} | {r.calls:>6} | {r.median_us:>9.0f} | "
+            f"{r.p99_us:>8.0f} | {r.throughput:>8.0f} | {r.errors:>6} |"
+        )
 
     echo_seq, worker_seq = results[("echo", "sequential")], results[("worker", "sequential")]
     percall = results[("per-call", "sequential")]
     echo_c, worker_c = results[("echo", conc)], results[("worker", conc)]
-    seq_ratios = [w / e for w, e in zip(worker_seq.round_medians, echo_seq.round_medians, strict=True)]
+    seq_ratios = [
+        w / e for w, e in zip(worker_seq.round_medians, echo_seq.round_medians, strict=True)
+    ]
     rate_ratios = [w / e for w, e in zip(worker_c.round_rates, echo_c.round_rates, strict=True)]
-    print("\nper round: worker/echo sequential median "
-          + " ".join(f"{x:.2f}" for x in seq_ratios)
-          + f"; worker/echo {conc} throughput " + " ".join(f"{x:.0%}" for x in rate_ratios))
+    print(
+        "\nper round: worker/echo sequential median "
+        + " ".join(f"{x:.2f}" for x in seq_ratios)
+        + f"; worker/echo {conc} throughput "
+        + " ".join(f"{x:.0%}" for x in rate_ratios)
+    )
     seq_ratio = worker_seq.median_us / echo_seq.median_us
     rate_ratio = worker_c.throughput / echo_c.throughput
     checks = [
-        ("worker median < 1 ms", worker_seq.median_us < 1000,
-         f"{worker_seq.median_us:.0f} us"),
-        ("worker >= 15x faster than per-call", percall.median_us >= 15 * worker_seq.median_us,
-         f"{percall.median_us / worker_seq.median_us:.1f}x"),
-        ("worker within 1.6x of echo (sequential medians)", seq_ratio <= 1.6,
-         f"{seq_ratio:.2f}x"),
-        (f"worker >= 65% of echo throughput ({args.callers} callers)", rate_ratio >= 0.65,
-         f"{rate_ratio:.0%}"),
+        ("worker median < 1 ms", worker_seq.median_us < 1000, f"{worker_seq.median_us:.0f} us"),
+        (
+            "worker >= 15x faster than per-call",
+            percall.median_us >= 15 * worker_seq.median_us,
+            f"{percall.median_us / worker_seq.median_us:.1f}x",
+        ),
+        ("worker within 1.6x of echo (sequential medians)", seq_ratio <= 1.6, f"{seq_ratio:.2f}x"),
+        (
+            f"worker >= 65% of echo throughput ({args.callers} callers)",
+            rate_ratio >= 0.65,
+            f"{rate_ratio:.0%}",
+        ),
         ("no errors", all(r.errors == 0 for r in rows), ""),
     ]
     print()

@@ -22,9 +22,16 @@ from gateway_executor import defaults, translate
 from gateway_executor.proto import python_executor_pb2 as pb
 from gateway_executor.proto import python_executor_pb2_grpc as pb_grpc
 
-PHASES = ("request_headers", "request_body", "response_headers", "response_body",
-          "needs_more_request_data", "request_chunk", "needs_more_response_data",
-          "response_chunk")
+PHASES = (
+    "request_headers",
+    "request_body",
+    "response_headers",
+    "response_body",
+    "needs_more_request_data",
+    "request_chunk",
+    "needs_more_response_data",
+    "response_chunk",
+)
 
 _ids = itertools.count(1)
 
@@ -134,8 +141,9 @@ def build_request(
     return req
 
 
-def cancel_request(request_id: str, target_phase: int = pb.PHASE_UNSPECIFIED,
-                   reason: str = "cancelled") -> pb.StreamRequest:
+def cancel_request(
+    request_id: str, target_phase: int = pb.PHASE_UNSPECIFIED, reason: str = "cancelled"
+) -> pb.StreamRequest:
     """The ``cancel_execution`` message for an in-flight ``request_id``."""
     req = pb.StreamRequest(request_id=request_id)
     req.execution_metadata.phase = pb.PHASE_CANCEL
@@ -232,24 +240,37 @@ class ExecutorClient:
         """``HealthCheck``."""
         return self.stub.HealthCheck(pb.HealthCheckRequest(), timeout=self.timeout)
 
-    def init_policy(self, name: str, version: str, params: Mapping[str, Any] | None = None,
-                    route_name: str = "route", api_name: str = "api", api_id: str = "api-1",
-                    api_version: str = "v1", attached_to: str = "api") -> pb.InitPolicyResponse:
+    def init_policy(
+        self,
+        name: str,
+        version: str,
+        params: Mapping[str, Any] | None = None,
+        route_name: str = "route",
+        api_name: str = "api",
+        api_id: str = "api-1",
+        api_version: str = "v1",
+        attached_to: str = "api",
+    ) -> pb.InitPolicyResponse:
         """``InitPolicy``."""
         req = pb.InitPolicyRequest(
             policy_name=name,
             policy_version=version,
-            policy_metadata=pb.PolicyMetadata(route_name=route_name, api_id=api_id,
-                                              api_name=api_name, api_version=api_version,
-                                              attached_to=attached_to),
+            policy_metadata=pb.PolicyMetadata(
+                route_name=route_name,
+                api_id=api_id,
+                api_name=api_name,
+                api_version=api_version,
+                attached_to=attached_to,
+            ),
         )
         translate.dict_to_struct(dict(params or {}), req.params)
         return self.stub.InitPolicy(req, timeout=self.timeout)
 
     def destroy_policy(self, instance_id: str) -> pb.DestroyPolicyResponse:
         """``DestroyPolicy``."""
-        return self.stub.DestroyPolicy(pb.DestroyPolicyRequest(instance_id=instance_id),
-                                       timeout=self.timeout)
+        return self.stub.DestroyPolicy(
+            pb.DestroyPolicyRequest(instance_id=instance_id), timeout=self.timeout
+        )
 
     def stream(self) -> CallStream:
         """The shared call stream (opened on first use)."""

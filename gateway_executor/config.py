@@ -9,8 +9,14 @@ from dataclasses import dataclass
 
 from gateway_executor import defaults
 
-LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
-              "error": "ERROR", "critical": "CRITICAL"}
+LOG_LEVELS = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warn": "WARNING",
+    "warning": "WARNING",
+    "error": "ERROR",
+    "critical": "CRITICAL",
+}
 
 
 class ConfigError(ValueError):
@@ -43,7 +49,7 @@ class ExecutorConfig:
         """The Unix socket path (None for TCP)."""
         if self.is_tcp:
             return None
-        return self.listen[len("unix:"):] if self.listen.startswith("unix:") else self.listen
+        return self.listen[len("unix:") :] if self.listen.startswith("unix:") else self.listen
 
 
 def is_tcp_address(listen: str) -> bool:
@@ -87,36 +93,64 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m gateway_executor",
         description="Python policy executor: gRPC on a Unix socket, each policy in its own venv.",
     )
-    p.add_argument("--registry", default=defaults.REGISTRY_PATH,
-                   help="policy registry JSON (default: %(default)s)")
-    p.add_argument("--listen", default=None,
-                   help=f"Unix socket path or HOST:PORT (default: {defaults.SOCKET_PATH}; "
-                        "env PYTHON_EXECUTOR_LISTEN)")
-    p.add_argument("--debug-listen", default=None,
-                   help="also listen on this HOST:PORT, for debugging "
-                        "(env PYTHON_EXECUTOR_DEBUG_LISTEN)")
-    p.add_argument("--ready-file", default=None,
-                   help="written once every policy passed its start-up check")
-    p.add_argument("--workers", default=None,
-                   help=f"override every policy's worker count (env {defaults.ENV_WORKERS})")
-    p.add_argument("--max-concurrent", default=None,
-                   help="calls running at once, all policies together "
-                        f"(default {defaults.DEFAULT_MAX_CONCURRENT}; "
-                        f"env {defaults.ENV_MAX_CONCURRENT})")
-    p.add_argument("--timeout", default=None,
-                   help=f"override every policy's timeout, seconds (env {defaults.ENV_TIMEOUT})")
-    p.add_argument("--log-level", default=None,
-                   help=f"debug, info, warning, error (default info; env {defaults.ENV_LOG_LEVEL})")
-    p.add_argument("--start-timeout", default=None,
-                   help=f"seconds a policy may take to import (default {defaults.START_TIMEOUT_S:g})")
-    p.add_argument("--shutdown-grace", default=None,
-                   help="seconds to finish in-flight calls on SIGTERM "
-                        f"(default {defaults.SHUTDOWN_GRACE_S:g})")
+    p.add_argument(
+        "--registry",
+        default=defaults.REGISTRY_PATH,
+        help="policy registry JSON (default: %(default)s)",
+    )
+    p.add_argument(
+        "--listen",
+        default=None,
+        help=f"Unix socket path or HOST:PORT (default: {defaults.SOCKET_PATH}; "
+        "env PYTHON_EXECUTOR_LISTEN)",
+    )
+    p.add_argument(
+        "--debug-listen",
+        default=None,
+        help="also listen on this HOST:PORT, for debugging (env PYTHON_EXECUTOR_DEBUG_LISTEN)",
+    )
+    p.add_argument(
+        "--ready-file", default=None, help="written once every policy passed its start-up check"
+    )
+    p.add_argument(
+        "--workers",
+        default=None,
+        help=f"override every policy's worker count (env {defaults.ENV_WORKERS})",
+    )
+    p.add_argument(
+        "--max-concurrent",
+        default=None,
+        help="calls running at once, all policies together "
+        f"(default {defaults.DEFAULT_MAX_CONCURRENT}; "
+        f"env {defaults.ENV_MAX_CONCURRENT})",
+    )
+    p.add_argument(
+        "--timeout",
+        default=None,
+        help=f"override every policy's timeout, seconds (env {defaults.ENV_TIMEOUT})",
+    )
+    p.add_argument(
+        "--log-level",
+        default=None,
+        help=f"debug, info, warning, error (default info; env {defaults.ENV_LOG_LEVEL})",
+    )
+    p.add_argument(
+        "--start-timeout",
+        default=None,
+        help=f"seconds a policy may take to import (default {defaults.START_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--shutdown-grace",
+        default=None,
+        help="seconds to finish in-flight calls on SIGTERM "
+        f"(default {defaults.SHUTDOWN_GRACE_S:g})",
+    )
     return p
 
 
-def parse_config(argv: Sequence[str] | None = None,
-                 env: Mapping[str, str] | None = None) -> ExecutorConfig:
+def parse_config(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> ExecutorConfig:
     """Parse flags and environment; raises :class:`ConfigError` on invalid values."""
     env = os.environ if env is None else env
     args = build_parser().parse_args(argv)
@@ -136,17 +170,24 @@ def parse_config(argv: Sequence[str] | None = None,
     debug_listen = args.debug_listen or env.get("PYTHON_EXECUTOR_DEBUG_LISTEN") or None
     if debug_listen is not None and not is_tcp_address(debug_listen):
         raise ConfigError(f"--debug-listen: expected HOST:PORT, got {debug_listen!r}")
-    start_timeout = (_positive_float("--start-timeout", args.start_timeout)
-                     if args.start_timeout is not None else defaults.START_TIMEOUT_S)
-    grace = (_positive_float("--shutdown-grace", args.shutdown_grace)
-             if args.shutdown_grace is not None else defaults.SHUTDOWN_GRACE_S)
+    start_timeout = (
+        _positive_float("--start-timeout", args.start_timeout)
+        if args.start_timeout is not None
+        else defaults.START_TIMEOUT_S
+    )
+    grace = (
+        _positive_float("--shutdown-grace", args.shutdown_grace)
+        if args.shutdown_grace is not None
+        else defaults.SHUTDOWN_GRACE_S
+    )
     return ExecutorConfig(
         registry=args.registry,
         listen=listen,
         ready_file=args.ready_file,
         workers=_positive_int(workers[0], workers[1]) if workers else None,
-        max_concurrent=(_positive_int(max_conc[0], max_conc[1]) if max_conc
-                        else defaults.DEFAULT_MAX_CONCURRENT),
+        max_concurrent=(
+            _positive_int(max_conc[0], max_conc[1]) if max_conc else defaults.DEFAULT_MAX_CONCURRENT
+        ),
         timeout_s=_positive_float(timeout[0], timeout[1]) if timeout else None,
         log_level=_log_level(level[0], level[1]) if level else "INFO",
         start_timeout_s=start_timeout,

@@ -53,19 +53,33 @@ def _expect(cond: bool, where: str, what: str, got: Any) -> None:
 def _entry(raw: Any, where: str) -> PolicyEntry:
     _expect(isinstance(raw, dict), where, "an object", raw)
     known = {
-        "name", "version", "module", "sys_path", "python", "python_version", "failure_mode",
-        "timeout_ms", "isolation", "workers", "params", "source",
+        "name",
+        "version",
+        "module",
+        "sys_path",
+        "python",
+        "python_version",
+        "failure_mode",
+        "timeout_ms",
+        "isolation",
+        "workers",
+        "params",
+        "source",
     }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise RegistryError(f"{where}: unknown field {unknown[0]!r}")
     for key in ("name", "version", "module", "python"):
         value = raw.get(key)
-        _expect(isinstance(value, str) and value != "", f"{where}.{key}", "a non-empty string", value)
+        _expect(
+            isinstance(value, str) and value != "", f"{where}.{key}", "a non-empty string", value
+        )
     sys_path = raw.get("sys_path", [])
     _expect(
         isinstance(sys_path, list) and all(isinstance(p, str) for p in sys_path),
-        f"{where}.sys_path", "a list of strings", sys_path,
+        f"{where}.sys_path",
+        "a list of strings",
+        sys_path,
     )
     failure_mode = raw.get("failure_mode", "fail")
     _expect(failure_mode in FAILURE_MODES, f"{where}.failure_mode", "fail or skip", failure_mode)
@@ -74,12 +88,16 @@ def _entry(raw: Any, where: str) -> PolicyEntry:
     timeout_ms = raw.get("timeout_ms", int(defaults.DEFAULT_TIMEOUT_S * 1000))
     _expect(
         isinstance(timeout_ms, int) and not isinstance(timeout_ms, bool) and timeout_ms > 0,
-        f"{where}.timeout_ms", "a positive integer", timeout_ms,
+        f"{where}.timeout_ms",
+        "a positive integer",
+        timeout_ms,
     )
     workers = raw.get("workers", defaults.DEFAULT_WORKERS)
     _expect(
         isinstance(workers, int) and not isinstance(workers, bool) and workers > 0,
-        f"{where}.workers", "a positive integer", workers,
+        f"{where}.workers",
+        "a positive integer",
+        workers,
     )
     params = raw.get("params", {})
     _expect(isinstance(params, dict), f"{where}.params", "an object", params)
@@ -105,7 +123,9 @@ def parse_registry(data: Any, origin: str = "policy-registry.json") -> list[Poli
     """Validate decoded registry JSON and return its entries."""
     _expect(isinstance(data, dict), origin, "a JSON object", type(data).__name__)
     fmt = data.get("format")
-    _expect(fmt == defaults.REGISTRY_FORMAT, f"{origin}: format", repr(defaults.REGISTRY_FORMAT), fmt)
+    _expect(
+        fmt == defaults.REGISTRY_FORMAT, f"{origin}: format", repr(defaults.REGISTRY_FORMAT), fmt
+    )
     version = data.get("format_version")
     if version != defaults.REGISTRY_FORMAT_VERSION:
         raise RegistryError(

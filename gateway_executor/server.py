@@ -76,13 +76,16 @@ class ExecutorServer:
             entries = load_registry(cfg.registry)
         except RegistryError as exc:
             raise StartError(str(exc)) from exc
-        self.engine = Engine(entries, Settings(
-            workers=cfg.workers,
-            timeout_s=cfg.timeout_s,
-            max_concurrent=cfg.max_concurrent,
-            start_timeout_s=cfg.start_timeout_s,
-            shutdown_grace_s=cfg.shutdown_grace_s,
-        ))
+        self.engine = Engine(
+            entries,
+            Settings(
+                workers=cfg.workers,
+                timeout_s=cfg.timeout_s,
+                max_concurrent=cfg.max_concurrent,
+                start_timeout_s=cfg.start_timeout_s,
+                shutdown_grace_s=cfg.shutdown_grace_s,
+            ),
+        )
         self.service = ExecutorService(self.engine)
         self.server = grpc.server(
             ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
@@ -129,8 +132,9 @@ class ExecutorServer:
         """Start serving (HealthCheck answers at once), then start the policies."""
         self.server.start()
         log.info("listening on %s", self.address)
-        self._start_thread = threading.Thread(target=self._start_policies, name="start-policies",
-                                              daemon=True)
+        self._start_thread = threading.Thread(
+            target=self._start_policies, name="start-policies", daemon=True
+        )
         self._start_thread.start()
 
     def _start_policies(self) -> None:

@@ -24,15 +24,18 @@ Start = Callable[..., RunningExecutor]
 
 
 def test_import_and_factory_failures_make_the_executor_not_ready(
-        start_executor: Start, venvs: dict[str, Path]) -> None:
+    start_executor: Start, venvs: dict[str, Path]
+) -> None:
     py = venvs["py312"]
-    ex = start_executor([
-        policy_entry("good", "header-policy", py),
-        policy_entry("no-import", "broken-import", py),
-        policy_entry("bad-params", "broken-factory", py),
-        policy_entry("mismatch", "mode-mismatch", py),
-        policy_entry("no-python", "header-policy", Path("/nonexistent/venv/bin/python")),
-    ]).wait_started()
+    ex = start_executor(
+        [
+            policy_entry("good", "header-policy", py),
+            policy_entry("no-import", "broken-import", py),
+            policy_entry("bad-params", "broken-factory", py),
+            policy_entry("mismatch", "mode-mismatch", py),
+            policy_entry("no-python", "header-policy", Path("/nonexistent/venv/bin/python")),
+        ]
+    ).wait_started()
     health = ex.client.health()
     assert not health.ready and health.loaded_policies == 1
     by = {p.name: p for p in health.policies}
@@ -45,7 +48,9 @@ def test_import_and_factory_failures_make_the_executor_not_ready(
     assert "no-import" in health.reason
     assert not ex.ready.exists()
     logs = ex.logs()
-    assert "policy no-import:v1.0.0 failed: import broken_import.policy: ModuleNotFoundError" in logs
+    assert (
+        "policy no-import:v1.0.0 failed: import broken_import.policy: ModuleNotFoundError" in logs
+    )
     assert "executor not ready" in logs
     init = ex.client.init_policy("no-import", "v1.0.0")
     assert not init.success and "not ready" in init.error_message
@@ -57,15 +62,18 @@ def test_import_and_factory_failures_make_the_executor_not_ready(
     # params are what the start-up check used.
 
 
-def test_repeated_crashes_quarantine_the_policy(start_executor: Start,
-                                                venvs: dict[str, Path]) -> None:
-    ex = start_executor([policy_entry("flaky", "chaos-policy", venvs["py310"], workers=2,
-                                      timeout_ms=20000)]).wait_ready()
+def test_repeated_crashes_quarantine_the_policy(
+    start_executor: Start, venvs: dict[str, Path]
+) -> None:
+    ex = start_executor(
+        [policy_entry("flaky", "chaos-policy", venvs["py310"], workers=2, timeout_ms=20000)]
+    ).wait_ready()
     iid = ex.client.init_policy("flaky", "v1.0.0").instance_id
     kinds = []
     for _ in range(8):
-        resp = ex.client.execute(build_request("request_headers", instance_id=iid,
-                                               request={"path": "/exit"}))
+        resp = ex.client.execute(
+            build_request("request_headers", instance_id=iid, request={"path": "/exit"})
+        )
         kinds.append(resp.error.error_type)
         if resp.error.error_type == "quarantined":
             break
@@ -79,9 +87,11 @@ def test_repeated_crashes_quarantine_the_policy(start_executor: Start,
 
 
 def test_sigterm_finishes_in_flight_calls_then_leaves_nothing(
-        start_executor: Start, venvs: dict[str, Path]) -> None:
-    ex = start_executor([policy_entry("slow", "chaos-policy", venvs["py312"], workers=2)],
-                        "--shutdown-grace", "10").wait_ready()
+    start_executor: Start, venvs: dict[str, Path]
+) -> None:
+    ex = start_executor(
+        [policy_entry("slow", "chaos-policy", venvs["py312"], workers=2)], "--shutdown-grace", "10"
+    ).wait_ready()
     iid = ex.client.init_policy("slow", "v1.0.0").instance_id
     workers = ex.workers()
     assert len(workers) == 2
@@ -93,8 +103,13 @@ def test_sigterm_finishes_in_flight_calls_then_leaves_nothing(
     time.sleep(0.5)
     ex.proc.send_signal(signal.SIGTERM)
     t.join(20)
-    assert result and result[0].request_header_action.upstream_request_header_modifications \
-        .headers_to_set["x-slept"] == "1", result  # type: ignore[attr-defined]
+    assert (
+        result
+        and result[0].request_header_action.upstream_request_header_modifications.headers_to_set[
+            "x-slept"
+        ]
+        == "1"
+    ), result  # type: ignore[attr-defined]
     assert ex.proc.wait(20) == 0
     client.close()
     time.sleep(0.2)
@@ -104,10 +119,12 @@ def test_sigterm_finishes_in_flight_calls_then_leaves_nothing(
 
 
 def test_killed_executor_leaves_no_orphans(start_executor: Start, venvs: dict[str, Path]) -> None:
-    ex = start_executor([
-        policy_entry("a", "header-policy", venvs["py310"], workers=2),
-        policy_entry("b", "header-policy", venvs["py312"], workers=2),
-    ]).wait_ready()
+    ex = start_executor(
+        [
+            policy_entry("a", "header-policy", venvs["py310"], workers=2),
+            policy_entry("b", "header-policy", venvs["py312"], workers=2),
+        ]
+    ).wait_ready()
     workers = ex.workers()
     assert len(workers) == 4
     ex.proc.kill()
@@ -118,19 +135,37 @@ def test_killed_executor_leaves_no_orphans(start_executor: Start, venvs: dict[st
     assert not [p for p in workers if alive(p)], "workers outlived a SIGKILLed executor"
 
 
-def test_tcp_listen_for_debugging(start_executor: Start, venvs: dict[str, Path],
-                                  tmp_path: Path) -> None:
+def test_tcp_listen_for_debugging(
+    start_executor: Start, venvs: dict[str, Path], tmp_path: Path
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     registry = tmp_path / "r.json"
-    registry.write_text(json.dumps({"format": "gateway-builder/policy-registry",
-                                    "format_version": 1, "policies": [
-                                        policy_entry("h", "header-policy", venvs["py312"])]}))
+    registry.write_text(
+        json.dumps(
+            {
+                "format": "gateway-builder/policy-registry",
+                "format_version": 1,
+                "policies": [policy_entry("h", "header-policy", venvs["py312"])],
+            }
+        )
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "gateway_executor", "--registry", str(registry),
-                             "--listen", f"127.0.0.1:{port}"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway_executor",
+            "--registry",
+            str(registry),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         client = ExecutorClient(f"127.0.0.1:{port}")
         client.wait_for_channel(20)
@@ -150,14 +185,20 @@ def test_tcp_listen_for_debugging(start_executor: Start, venvs: dict[str, Path],
 
 
 def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway_executor", *args],
-                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway_executor", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_invalid_environment_is_an_error(tmp_path: Path) -> None:
-    res = _run(["--registry", str(tmp_path / "r.json"), "--listen", str(tmp_path / "s")],
-               env={"PYTHON_POLICY_WORKERS": "many"})
+    res = _run(
+        ["--registry", str(tmp_path / "r.json"), "--listen", str(tmp_path / "s")],
+        env={"PYTHON_POLICY_WORKERS": "many"},
+    )
     assert res.returncode == 2
     assert "PYTHON_POLICY_WORKERS: expected a positive integer, got 'many'" in res.stderr
     assert "Traceback" not in res.stderr
@@ -165,8 +206,11 @@ def test_invalid_environment_is_an_error(tmp_path: Path) -> None:
 
 def test_unknown_registry_version_is_refused(tmp_path: Path) -> None:
     registry = tmp_path / "r.json"
-    registry.write_text(json.dumps({"format": "gateway-builder/policy-registry",
-                                    "format_version": 7, "policies": []}))
+    registry.write_text(
+        json.dumps(
+            {"format": "gateway-builder/policy-registry", "format_version": 7, "policies": []}
+        )
+    )
     res = _run(["--registry", str(registry), "--listen", str(tmp_path / "s.sock")])
     assert res.returncode == 2
     assert "format_version 7 is not supported" in res.stdout + res.stderr
@@ -174,7 +218,8 @@ def test_unknown_registry_version_is_refused(tmp_path: Path) -> None:
 
 
 def test_stale_socket_is_replaced_and_a_regular_file_is_not(
-        start_executor: Start, venvs: dict[str, Path], tmp_path: Path) -> None:
+    start_executor: Start, venvs: dict[str, Path], tmp_path: Path
+) -> None:
     path = tmp_path / "ex" / "executor.sock"
     path.parent.mkdir(parents=True)
     stale = socket.socket(socket.AF_UNIX)
@@ -190,13 +235,15 @@ def test_stale_socket_is_replaced_and_a_regular_file_is_not(
     assert other.read_text() == "keep me"
 
 
-def test_debug_tcp_listener_next_to_the_unix_socket(start_executor: Start,
-                                                   venvs: dict[str, Path]) -> None:
+def test_debug_tcp_listener_next_to_the_unix_socket(
+    start_executor: Start, venvs: dict[str, Path]
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    ex = start_executor([policy_entry("h", "header-policy", venvs["py312"])],
-                        "--debug-listen", f"127.0.0.1:{port}").wait_started()
+    ex = start_executor(
+        [policy_entry("h", "header-policy", venvs["py312"])], "--debug-listen", f"127.0.0.1:{port}"
+    ).wait_started()
     tcp = ExecutorClient(f"127.0.0.1:{port}")
     try:
         tcp.wait_for_channel(20)

@@ -181,22 +181,26 @@ def test_policy_raising_fail_and_skip(ex: RunningExecutor) -> None:
 @pytest.mark.parametrize("path", ["/exit", "/segv"])
 def test_worker_crash_fails_only_that_call_and_is_replaced(ex: RunningExecutor, path: str) -> None:
     iid = init(ex, "crash")  # one worker, so the replacement is observable
-    before = ex.client.execute(build_request("request_headers", instance_id=iid,
-                                             request={"path": "/ok"}))
+    before = ex.client.execute(
+        build_request("request_headers", instance_id=iid, request={"path": "/ok"})
+    )
     old_pid = headers_set(before)["x-pid"]
-    crashed = ex.client.execute(build_request("request_headers", instance_id=iid,
-                                              request={"path": path}))
+    crashed = ex.client.execute(
+        build_request("request_headers", instance_id=iid, request={"path": path})
+    )
     assert crashed.error.error_type == "worker_crashed", crashed
     assert "crashed" in crashed.error.message
     # The next calls wait for the replacement (backoff) and are served by a new process.
     for i in range(5):
-        ok = ex.client.execute(build_request("request_headers", instance_id=iid,
-                                             request={"path": f"/ok/{i}"}))
+        ok = ex.client.execute(
+            build_request("request_headers", instance_id=iid, request={"path": f"/ok/{i}"})
+        )
         assert ok.WhichOneof("payload") == "request_header_action", ok
         assert headers_set(ok)["x-pid"] != old_pid
     assert ex.client.health().ready
-    skip = ex.client.execute(build_request("request_headers", instance_id=init(ex, "chaos-skip"),
-                                           request={"path": path}))
+    skip = ex.client.execute(
+        build_request("request_headers", instance_id=init(ex, "chaos-skip"), request={"path": path})
+    )
     assert skip.WhichOneof("payload") == "request_header_action"
 
 
