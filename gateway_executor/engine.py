@@ -251,21 +251,6 @@ class Engine:
             req.policy_version or entry.version,
         )
 
-    def begin(self) -> bool:
-        """Count a call in; False when draining (the call must be refused)."""
-        with self._lock:
-            if self.draining:
-                return False
-            self._inflight += 1
-            return True
-
-    def end(self) -> None:
-        """Count a call out."""
-        with self._lock:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.notify_all()
-
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no call is in flight (used by shutdown)."""
         end = time.monotonic() + timeout
@@ -283,15 +268,27 @@ class Engine:
         kind: translate.PayloadKind,
         state: CallState,
         done: Callable[[pb.StreamResponse | None], None],
-    ) -> None:
+    ) -> bool:
         """Start one hook call; ``done`` gets its response (``None``: cancelled, send nothing).
 
+        False when the executor is draining: nothing was started and ``done`` is not called.
         Never blocks on a policy. ``done`` runs exactly once: on this thread when the call is
         answered at once, else on the thread that finished it (the worker's driver). At most
         ``max_concurrent`` calls run at once; the rest wait in order (their timeout starts when
-        they run, as before).
+        they run, as before). Calls count as in flight (for :meth:`wait_idle`) until ``done``
+        returned.
         """
         inst = self._instances.get(req.instance_id)
+        with self._lock:
+            if self.draining:
+                return False
+            if inst is not None:
+                self._inflight += 1
+                item = (req, kind, state, done, inst)
+                if self._running >= self.settings.max_concurrent:
+                    self._backlog.append(item)
+                    return True
+                self._running += 1
         if inst is None:
             done(
                 translate.error_response(
@@ -302,15 +299,9 @@ class Engine:
                     req.policy_version,
                 )
             )
-            return
-        item = (req, kind, state, done, inst)
-        with self._lock:
-            if self._running >= self.settings.max_concurrent:
-                self._backlog.append(item)
-                return
-            self._running += 1
-        if not self._start(item):
+        elif not self._start(item):
             self._release_slot()
+        return True
 
     def _start(self, item: _Pending) -> bool:
         """Hand a call to its runtime; False when it was answered at once (slot still held)."""
@@ -355,34 +346,34 @@ class Engine:
                     req.policy_name,
                     req.policy_version,
                 )
-            self._release_slot()
             done(resp)
+            self._release_slot()
 
         rt.submit(Job(msg, deadline, on_done, iid=inst.iid, init=inst.init, state=state))
         return True
 
     def _release_slot(self) -> None:
-        """A call finished: start the next waiting one, or free the slot."""
+        """A call finished (``done`` returned): count it out, and hand its slot to the next
+        waiting call or free it."""
         with self._lock:
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.notify_all()
             if not self._backlog:
                 self._running -= 1
                 return
             item = self._backlog.popleft()
         tls = self._tls
         if getattr(tls, "draining", False):
-            # Called from inside a call that finished at once while draining below: no
-            # recursion, the outer loop runs it.
+            # Inside a call that finished at once while the loop below runs: no recursion,
+            # the outer loop starts it.
             tls.pending.append(item)
             return
         tls.draining, tls.pending = True, [item]
         try:
             while tls.pending:
                 if not self._start(tls.pending.pop()):
-                    with self._lock:
-                        if self._backlog:
-                            tls.pending.append(self._backlog.popleft())
-                        else:
-                            self._running -= 1
+                    self._release_slot()  # answered at once: count it out, maybe queue more
         finally:
             tls.draining = False
 

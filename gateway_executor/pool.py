@@ -461,6 +461,8 @@ class WorkerPool(PolicyRuntime):
                 if skipped:
                     self._finish_skipped(skipped)
                 job.finish(reply, None)
+                # Drop this call's objects now (idle time), not when the next reply arrives.
+                del job, reply, nxt
                 continue
             if action == "lost":
                 self._lost(w, job, error)

@@ -80,6 +80,7 @@ class StreamSession:
         try:
             for req in self._requests:
                 admit(req)
+                del req  # freed now, not when the next request arrives
         except Exception as exc:  # the client went away (grpc.RpcError) or similar
             log.debug("stream reader stopped: %s", exc)
         with self._lock:
@@ -140,7 +141,7 @@ class StreamSession:
                 )
             )
             return
-        if not self._engine.begin():
+        if not self._engine.submit(req, kind, state, lambda resp: self._complete(rid, state, resp)):
             self._complete(
                 rid,
                 state,
@@ -151,19 +152,10 @@ class StreamSession:
                     req.policy_name,
                     req.policy_version,
                 ),
-                counted=False,
             )
-            return
-        self._engine.submit(
-            req, kind, state, lambda resp: self._complete(rid, state, resp, counted=True)
-        )
 
     # answering --------------------------------------------------------------------------------
-    def _complete(
-        self, rid: str, state: CallState, resp: pb.StreamResponse | None, counted: bool
-    ) -> None:
-        if counted:
-            self._engine.end()
+    def _complete(self, rid: str, state: CallState, resp: pb.StreamResponse | None) -> None:
         with self._lock:
             if self._inflight.get(rid) is state:
                 del self._inflight[rid]

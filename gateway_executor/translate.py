@@ -258,20 +258,19 @@ def metadata_to_wire(meta: pb.PolicyMetadata) -> dict[str, str]:
 
 def request_to_wire(req: pb.StreamRequest, kind: PayloadKind) -> dict[str, Any]:
     """Build the ``call`` frame body (without op/seq/iid) for one hook call."""
-    em = req.execution_metadata
     ex: dict[str, Any] = {"request_id": req.request_id}
-    if em.route_name:
-        ex["route_name"] = em.route_name
-    if em.HasField("deadline"):
-        dl = em.deadline
-        if dl.seconds or dl.nanos:
-            ex["deadline"] = [dl.seconds, dl.nanos]
-    if em.HasField("trace"):
-        trace = em.trace
-        if trace.trace_id:
-            ex["trace_id"] = trace.trace_id
-        if trace.span_id:
-            ex["span_id"] = trace.span_id
+    for fd, value in req.execution_metadata.ListFields():
+        name = fd.name
+        if name == "route_name":
+            ex[name] = value
+        elif name == "deadline":
+            if value.seconds or value.nanos:
+                ex[name] = [value.seconds, value.nanos]
+        elif name == "trace":
+            if value.trace_id:
+                ex["trace_id"] = value.trace_id
+            if value.span_id:
+                ex["span_id"] = value.span_id
     if req.policy_name:
         ex["policy_name"] = req.policy_name
     if req.policy_version:
@@ -351,8 +350,13 @@ def _drop_filter(target: Any, value: Any) -> None:
     _str_list(target.analytics_header_filter.headers, headers, "analytics_header_filter.headers")
 
 
+_FIELDS_BY_NAME: dict[type, Any] = {}
+
+
 def _fill_action(msg: Any, action: dict[str, Any]) -> None:
-    fields = msg.DESCRIPTOR.fields_by_name
+    fields = _FIELDS_BY_NAME.get(type(msg))
+    if fields is None:
+        fields = _FIELDS_BY_NAME[type(msg)] = msg.DESCRIPTOR.fields_by_name
     for name, value in action.items():
         if name == "t" or name not in fields:
             continue  # SDK fields the wire contract cannot carry are dropped
@@ -406,8 +410,12 @@ def response_from_worker(
         return resp
     metadata = reply.get("metadata")
     if metadata is not None:
-        resp.updated_metadata.SetInParent()
-        dict_to_struct(metadata, resp.updated_metadata)
+        if not isinstance(metadata, dict):
+            raise TypeError(f"expected an object, got {type(metadata).__name__}")
+        updated = resp.updated_metadata
+        updated.SetInParent()
+        if metadata:
+            updated.update(metadata)
     payload = getattr(resp, field)
     payload.SetInParent()
     action = reply.get("action")

@@ -89,9 +89,10 @@ class FrameReader:
                 have += len(more)
             buf = b"".join(parts)
         self._buf = buf[need:]
-        return json.loads(buf[4:need])
+        return _decode_json(buf[4:need].decode("utf-8", "surrogatepass"))
 
 
+_decode_json = json.JSONDecoder().decode
 _encode_json = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), check_circular=False
 ).encode
@@ -163,6 +164,7 @@ class Shim:
         self._contexts: dict[str, Any] = {}
         self._allowed: dict[str, tuple[type, ...]] = {}
         self._plans: dict[type, tuple[tuple[str, int], ...]] = {}
+        self.last_call: Any = None
 
     # ---- SDK helpers ---------------------------------------------------------------------
     def _make(self, cls: type, **kwargs: Any) -> Any:
@@ -251,39 +253,21 @@ class Shim:
                 )
         return self._make(cls, **kwargs)
 
+    # The wire keys are the protobuf field names, which are the SDK's field names: decoded
+    # dicts pass straight through (fields this SDK version lacks are dropped by ``_make``).
     def _auth(self, raw: dict[str, Any] | None) -> Any:
         if raw is None:
             return None
-        return self._make(
-            self.sdk.AuthContext,
-            authenticated=bool(raw.get("authenticated")),
-            authorized=bool(raw.get("authorized")),
-            auth_type=raw.get("auth_type", ""),
-            subject=raw.get("subject", ""),
-            issuer=raw.get("issuer", ""),
-            audience=list(raw.get("audience") or []),
-            scopes=dict(raw.get("scopes") or {}),
-            credential_id=raw.get("credential_id", ""),
-            properties=dict(raw.get("properties") or {}),
-            previous=self._auth(raw.get("previous")),
-            token_id=raw.get("token_id", ""),
-            typed_properties=dict(raw.get("typed_properties") or {}),
-        )
+        previous = raw.get("previous")
+        if previous is not None:
+            raw["previous"] = self._auth(previous)
+        return self._make(self.sdk.AuthContext, **raw)
 
     def _shared(self, raw: dict[str, Any]) -> Any:
-        return self._make(
-            self.sdk.SharedContext,
-            project_id=raw.get("project_id", ""),
-            request_id=raw.get("request_id", ""),
-            metadata=raw.get("metadata") or {},
-            api_id=raw.get("api_id", ""),
-            api_name=raw.get("api_name", ""),
-            api_version=raw.get("api_version", ""),
-            api_kind=raw.get("api_kind", ""),
-            api_context=raw.get("api_context", ""),
-            operation_path=raw.get("operation_path", ""),
-            auth_context=self._auth(raw.get("auth_context")),
-        )
+        auth = raw.get("auth_context")
+        if auth is not None:
+            raw["auth_context"] = self._auth(auth)
+        return self._make(self.sdk.SharedContext, **raw)
 
     def _context(self, phase: str, raw: dict[str, Any], shared: Any) -> Any:
         """The phase's context object. Keys missing from ``raw`` take the protobuf default."""
@@ -308,18 +292,14 @@ class Shim:
         return self._make(cls, **kwargs)
 
     def _execution_context(self, phase: str, ex: dict[str, Any]) -> Any:
-        kwargs: dict[str, Any] = {
-            "request_id": ex.get("request_id", ""),
-            "phase": self._phases.get(phase) or self.sdk.ExecutionPhase(phase),
-            "_is_cancelled": self.is_cancelled,
-        }
-        for key in ("route_name", "policy_name", "policy_version", "trace_id", "span_id"):
-            if key in ex:
-                kwargs[key] = ex[key]
+        ex["phase"] = self._phases.get(phase) or self.sdk.ExecutionPhase(phase)
+        ex["_is_cancelled"] = self.is_cancelled
+        if "request_id" not in ex:
+            ex["request_id"] = ""
         deadline = ex.get("deadline")
-        if deadline:
-            kwargs["deadline"] = _deadline(deadline)
-        return self._make(self.sdk.ExecutionContext, **kwargs)
+        if deadline is not None:
+            ex["deadline"] = _deadline(deadline)
+        return self._make(self.sdk.ExecutionContext, **ex)
 
     def _metadata(self, raw: dict[str, Any] | None) -> Any:
         raw = raw or {}
@@ -426,7 +406,9 @@ class Shim:
         if not self._allowed:
             self._bind_sdk(self.sdk)
         allowed = self._allowed[phase]
-        kind = next((cls for cls in allowed if isinstance(action, cls)), None)
+        kind: type | None = type(action)
+        if kind not in allowed:
+            kind = next((cls for cls in allowed if isinstance(action, cls)), None)
         if kind is None:
             names = " | ".join(cls.__name__ for cls in allowed)
             raise TypeError(
@@ -556,6 +538,9 @@ class Shim:
             action = hook(execution_ctx, ctx, chunk, params)
         else:
             action = hook(execution_ctx, ctx, params)
+        # Keep this call's objects alive until its reply is sent: freeing them then happens
+        # while the worker waits, not on the next call's critical path.
+        self.last_call = (execution_ctx, ctx, action)
         return {"action": self.action_to_wire(phase, action), "metadata": ctx.shared.metadata}
 
 
@@ -622,6 +607,9 @@ def serve(sock: socket.socket, shim: Shim) -> int:
                 {"ok": False, "seq": msg.get("seq"), "error": f"result not serializable: {exc}"}
             )
         send(data)
+        # Free the request and the call's objects now, while idle, not after the next read.
+        shim.last_call = None
+        del msg, reply, data
 
 
 def main(argv: list[str] | None = None) -> int:
