@@ -92,10 +92,49 @@ class FrameReader:
         return _decode_json(buf[4:need].decode("utf-8", "surrogatepass"))
 
 
-_decode_json = json.JSONDecoder().decode
-_encode_json = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), check_circular=False
-).encode
+def _json_codec() -> tuple[Callable[[Any], str], Callable[[str], Any]]:
+    """Compact JSON encode/decode that call the C encoder and scanner directly.
+
+    ``JSONEncoder.encode`` builds a new C encoder and goes through two Python frames per call;
+    on the per-call path that matters. Falls back to the public API if the C parts are missing
+    or do not behave as expected.
+    """
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    decoder = json.JSONDecoder()
+    try:
+        from json.encoder import (  # type: ignore[attr-defined]
+            c_make_encoder,
+            encode_basestring,
+        )
+
+        if c_make_encoder is None:
+            raise ImportError("no C encoder")
+        c_encode = c_make_encoder(
+            None, encoder.default, encode_basestring, None, ":", ",", False, False, True
+        )
+        scan = decoder.scan_once  # type: ignore[attr-defined]
+
+        def dumps(obj: Any) -> str:
+            return "".join(c_encode(obj, 0))
+
+        def loads(text: str) -> Any:
+            try:
+                obj, end = scan(text, 0)
+            except StopIteration as exc:
+                raise ValueError(f"invalid JSON at character {exc.value}") from None
+            if end != len(text):
+                raise ValueError(f"extra data after the JSON value at character {end}")
+            return obj
+
+        sample = {"a": [1, 2.5, "\u00ff\n", None, True], "b": {}}
+        if dumps(sample) != encoder.encode(sample) or loads(dumps(sample)) != sample:
+            raise ValueError("C JSON functions behave differently")
+        return dumps, loads
+    except Exception:
+        return encoder.encode, decoder.decode
+
+
+_encode_json, _decode_json = _json_codec()
 
 
 def encode_frame(obj: Any) -> bytes:
@@ -165,17 +204,41 @@ class Shim:
         self._allowed: dict[str, tuple[type, ...]] = {}
         self._plans: dict[type, tuple[tuple[str, int], ...]] = {}
         self.last_call: Any = None
+        # Context field -> converter from its wire form, for request and response phases.
+        self._convert: tuple[dict[str, Callable[[Any], Any]], ...] = (
+            {
+                "headers": self._headers,
+                "body": self._body,
+                "downstream": self._downstream,
+                "upstream": lambda raw: self._upstream(raw, False),
+            },
+            {
+                "request_headers": self._headers,
+                "response_headers": self._headers,
+                "request_body": self._body,
+                "response_body": self._body,
+                "downstream": self._downstream,
+                "upstream": lambda raw: self._upstream(raw, True),
+            },
+        )
 
     # ---- SDK helpers ---------------------------------------------------------------------
     def _make(self, cls: type, **kwargs: Any) -> Any:
         """Build an SDK dataclass with only the fields this SDK version has."""
-        names = self._fields.get(cls)
-        if names is None:
-            names = frozenset(getattr(cls, "__dataclass_fields__", {}))
-            self._fields[cls] = names
-        if kwargs.keys() <= names:
+        return self._build(cls, kwargs)
+
+    def _build(self, cls: type, kwargs: dict[str, Any]) -> Any:
+        """``cls(**kwargs)``; fields this SDK version lacks are dropped (only if it objects)."""
+        try:
             return cls(**kwargs)
-        return cls(**{k: v for k, v in kwargs.items() if k in names})
+        except TypeError:
+            names = self._fields.get(cls)
+            if names is None:
+                names = frozenset(getattr(cls, "__dataclass_fields__", {}))
+                self._fields[cls] = names
+            if kwargs.keys() <= names:
+                raise
+            return cls(**{k: v for k, v in kwargs.items() if k in names})
 
     def _bind_sdk(self, sdk: Any) -> None:
         """Look the SDK's classes up once (phase enums, context classes, allowed actions)."""
@@ -261,35 +324,28 @@ class Shim:
         previous = raw.get("previous")
         if previous is not None:
             raw["previous"] = self._auth(previous)
-        return self._make(self.sdk.AuthContext, **raw)
+        return self._build(self.sdk.AuthContext, raw)
 
     def _shared(self, raw: dict[str, Any]) -> Any:
         auth = raw.get("auth_context")
         if auth is not None:
             raw["auth_context"] = self._auth(auth)
-        return self._make(self.sdk.SharedContext, **raw)
+        return self._build(self.sdk.SharedContext, raw)
 
     def _context(self, phase: str, raw: dict[str, Any], shared: Any) -> Any:
         """The phase's context object. Keys missing from ``raw`` take the protobuf default."""
         if not self._contexts:
             self._bind_sdk(self.sdk)
         response_phase = phase.startswith("response")
-        cls = self._contexts[phase]
-        kwargs: dict[str, Any] = {"shared": shared}
-        if response_phase:
-            kwargs["response_status"] = 0  # protobuf's default; the SDK's would be 200
+        convert = self._convert[response_phase]
         for key, value in raw.items():
-            if key.endswith("headers"):
-                kwargs[key] = self._headers(value)
-            elif key.endswith("body"):
-                kwargs[key] = self._body(value)
-            elif key == "downstream":
-                kwargs[key] = self._downstream(value)
-            elif key == "upstream":
-                kwargs[key] = self._upstream(value, response_phase)
-            else:
-                kwargs[key] = value
-        return self._make(cls, **kwargs)
+            fn = convert.get(key)
+            if fn is not None:
+                raw[key] = fn(value)
+        raw["shared"] = shared
+        if response_phase and "response_status" not in raw:
+            raw["response_status"] = 0  # protobuf's default; the SDK's would be 200
+        return self._build(self._contexts[phase], raw)
 
     def _execution_context(self, phase: str, ex: dict[str, Any]) -> Any:
         ex["phase"] = self._phases.get(phase) or self.sdk.ExecutionPhase(phase)
@@ -299,7 +355,7 @@ class Shim:
         deadline = ex.get("deadline")
         if deadline is not None:
             ex["deadline"] = _deadline(deadline)
-        return self._make(self.sdk.ExecutionContext, **ex)
+        return self._build(self.sdk.ExecutionContext, ex)
 
     def _metadata(self, raw: dict[str, Any] | None) -> Any:
         raw = raw or {}
