@@ -237,8 +237,11 @@ class WorkerProcess:
 
     def write(self, data: bytes) -> None:
         """Send an encoded frame; a failure is left to the reader, which sees the worker die."""
-        with contextlib.suppress(OSError):
+        # Per-call path: a bare try costs nothing, contextlib.suppress allocates a manager.
+        try:  # noqa: SIM105
             self.sock.sendall(data)
+        except OSError:
+            pass
 
     def read_frame(self) -> dict[str, Any]:
         """Block until the next reply frame (the socket is in blocking mode, no timeout)."""
