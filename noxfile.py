@@ -38,7 +38,9 @@ def typecheck(session: nox.Session) -> None:
     """mypy over the build-time and runtime packages."""
     session.run(PY, "-m", "mypy", "gateway_builder", "gateway_executor", "benchmarks")
     # Every sample policy has a module named ``policy``: check each folder on its own.
-    for folder in sorted(p for p in (ROOT / "policy_sources").iterdir() if (p / "policy.py").exists()):
+    for folder in sorted(
+        p for p in (ROOT / "policy_sources").iterdir() if (p / "policy.py").exists()
+    ):
         session.run(PY, "-m", "mypy", str(folder))
 
 

@@ -33,17 +33,35 @@ def test_package_service_and_methods() -> None:
 @pytest.mark.parametrize(
     ("message", "fields"),
     [
-        ("StreamRequest", {"request_id": 1, "instance_id": 2, "params": 5, "shared_context": 6,
-                           "execution_metadata": 7, "request_headers": 8, "request_chunk": 13,
-                           "cancel_execution": 16}),
-        ("StreamResponse", {"request_id": 1, "updated_metadata": 2, "request_header_action": 3,
-                            "needs_more_decision": 7, "streaming_response_action": 9, "error": 10}),
+        (
+            "StreamRequest",
+            {
+                "request_id": 1,
+                "instance_id": 2,
+                "params": 5,
+                "shared_context": 6,
+                "execution_metadata": 7,
+                "request_headers": 8,
+                "request_chunk": 13,
+                "cancel_execution": 16,
+            },
+        ),
+        (
+            "StreamResponse",
+            {
+                "request_id": 1,
+                "updated_metadata": 2,
+                "request_header_action": 3,
+                "needs_more_decision": 7,
+                "streaming_response_action": 9,
+                "error": 10,
+            },
+        ),
         ("AuthContext", {"previous": 10, "token_id": 11, "typed_properties": 12}),
         ("RequestContext", {"headers": 1, "body": 2, "vhost": 7, "downstream": 8, "upstream": 9}),
         ("ImmediateResponse", {"status_code": 1, "body": 3, "analytics_header_filter": 6}),
         ("DownstreamResponseModifications", {"body": 1, "status_code": 2}),
-        ("HealthCheckResponse", {"ready": 1, "loaded_policies": 2, "reason": 100,
-                                 "policies": 101}),
+        ("HealthCheckResponse", {"ready": 1, "loaded_policies": 2, "reason": 100, "policies": 101}),
     ],
 )
 def test_upstream_field_numbers(message: str, fields: dict[str, int]) -> None:
@@ -59,8 +77,15 @@ def test_extensions_use_numbers_of_100_and_up() -> None:
     assert added and all(f.number >= 100 for f in added)
     status = pb.DESCRIPTOR.message_types_by_name["PolicyStatus"]
     assert set(status.fields_by_name) == {
-        "name", "version", "ready", "python_version", "reason", "quarantined", "isolation",
-        "workers", "distributions",
+        "name",
+        "version",
+        "ready",
+        "python_version",
+        "reason",
+        "quarantined",
+        "isolation",
+        "workers",
+        "distributions",
     }
 
 

@@ -14,10 +14,18 @@ from gateway_executor.registry import RegistryError, load_registry, parse_regist
 
 def entry(**over: Any) -> dict[str, Any]:
     base = {
-        "name": "prompt-guard", "version": "v1.2.3", "module": "prompt_guard.policy",
-        "sys_path": ["/app/policies/prompt-guard"], "python": "/opt/venvs/prompt-guard/bin/python",
-        "python_version": "3.12", "failure_mode": "skip", "timeout_ms": 1500,
-        "isolation": "per-call", "workers": 3, "params": {"a": 1}, "source": "path:x",
+        "name": "prompt-guard",
+        "version": "v1.2.3",
+        "module": "prompt_guard.policy",
+        "sys_path": ["/app/policies/prompt-guard"],
+        "python": "/opt/venvs/prompt-guard/bin/python",
+        "python_version": "3.12",
+        "failure_mode": "skip",
+        "timeout_ms": 1500,
+        "isolation": "per-call",
+        "workers": 3,
+        "params": {"a": 1},
+        "source": "path:x",
     }
     base.update(over)
     return base
