@@ -794,7 +794,7 @@ class _Smoke:
         try:
             self.client.images.get(self.image)
         except ImageNotFound:
-            raise BuildError(
+            raise InputError(
                 f"image {self.image} not found in the local container engine"
             ) from None
 

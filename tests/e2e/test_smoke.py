@@ -266,3 +266,14 @@ def test_a_broken_image_fails_with_its_cause(
     assert "[ent]" in captured.err
     leftover = docker_client.containers.list(all=True, filters={"ancestor": image})
     assert leftover == [], "the smoke test must remove its containers"
+
+
+def test_an_unknown_image_is_bad_input(
+    docker_client: docker.DockerClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["smoke-test", "gateway-builder-e2e/does-not-exist:nope"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == [
+        "error: image gateway-builder-e2e/does-not-exist:nope not found in the local container engine"
+    ]
