@@ -13,7 +13,6 @@ threads would kill workers at random.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -30,6 +29,7 @@ from typing import Any
 
 from gateway_executor import defaults
 from gateway_executor.registry import PolicyEntry
+from gateway_executor.worker_shim import _json_codec
 
 log = logging.getLogger("gateway_executor.worker")
 
@@ -54,44 +54,7 @@ class WorkerProtocolError(WorkerError):
     """The worker sent something that is not a valid frame."""
 
 
-def _json_codec() -> tuple[Callable[[Any], str], Callable[[str], Any]]:
-    """Compact JSON encode/decode calling the C encoder and scanner directly (the public API
-    builds a new C encoder and adds two Python frames per call); public API as the fallback."""
-    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-    decoder = json.JSONDecoder()
-    try:
-        from json.encoder import (  # type: ignore[attr-defined]
-            c_make_encoder,
-            encode_basestring,
-        )
-
-        if c_make_encoder is None:
-            raise ImportError("no C encoder")
-        c_encode = c_make_encoder(
-            None, encoder.default, encode_basestring, None, ":", ",", False, False, True
-        )
-        scan = decoder.scan_once  # type: ignore[attr-defined]
-
-        def dumps(obj: Any) -> str:
-            return "".join(c_encode(obj, 0))
-
-        def loads(text: str) -> Any:
-            try:
-                obj, end = scan(text, 0)
-            except StopIteration as exc:
-                raise ValueError(f"invalid JSON at character {exc.value}") from None
-            if end != len(text):
-                raise ValueError(f"extra data after the JSON value at character {end}")
-            return obj
-
-        sample = {"a": [1, 2.5, "\u00ff\n", None, True], "b": {}}
-        if dumps(sample) != encoder.encode(sample) or loads(dumps(sample)) != sample:
-            raise ValueError("C JSON functions behave differently")
-        return dumps, loads
-    except Exception:
-        return encoder.encode, decoder.decode
-
-
+# One codec for both ends of the pipe: the shim's (standard library only, no side effects).
 _encode_json, _decode_json = _json_codec()
 
 
