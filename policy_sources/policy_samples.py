@@ -194,7 +194,11 @@ def outcome_of(action: Any, sample: dict[str, Any]) -> Outcome:
 
 
 def check_expectation(outcome: Outcome, expect: dict[str, Any]) -> list[str]:
-    """Every way ``outcome`` differs from ``expect`` (empty when it matches)."""
+    """Every way ``outcome`` differs from ``expect`` (empty when it matches).
+
+    Deliberately a sibling of ``gateway_builder.smoke_samples.check_expectation``, not an import:
+    these helpers run in each policy's own venv (its pins and the SDK only, no protobuf).
+    """
     problems: list[str] = []
     if outcome.kind != expect["kind"]:
         problems.append(f"kind: expected {expect['kind']}, got {outcome.kind}")
