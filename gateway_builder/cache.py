@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 
@@ -67,6 +68,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def strip_userinfo(url: str) -> str:
+    """``scheme://user:secret@host/path`` -> ``scheme://host/path`` (other URLs unchanged)."""
+    parts = urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 @dataclass
@@ -155,8 +165,12 @@ class Cache:
     # -- git mirrors ----------------------------------------------------------------------------
 
     def git_mirror(self, url: str) -> Path:
-        """The bare mirror directory for ``url`` (named by a hash, so no credential on disk)."""
-        return self.root / "git" / f"{sha256_text(url)[:32]}.git"
+        """The bare mirror directory for ``url``, named by a hash of the URL without credentials.
+
+        Leaving the userinfo out means no secret can be guessed back from the name, and a rotated
+        token reuses the same mirror.
+        """
+        return self.root / "git" / f"{sha256_text(strip_userinfo(url))[:32]}.git"
 
     # -- records --------------------------------------------------------------------------------
 
