@@ -49,8 +49,7 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def lock_default(cache: Path, lock_file: Path, resolver: str) -> None:
-    lock_file.unlink(missing_ok=True)
+def _lock(cache: Path, lock_file: Path, resolver: str, what: str) -> None:
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         code = main(
             [
@@ -66,26 +65,18 @@ def lock_default(cache: Path, lock_file: Path, resolver: str) -> None:
             ]
         )
     if code != 0:
-        raise SystemExit(f"lock with {resolver} failed (exit {code})")
+        raise SystemExit(f"{what} with {resolver} failed (exit {code})")
+
+
+def lock_default(cache: Path, lock_file: Path, resolver: str) -> None:
+    """Lock the default manifests from scratch (no previous lock)."""
+    lock_file.unlink(missing_ok=True)
+    _lock(cache, lock_file, resolver, "lock")
 
 
 def noop_relock(cache: Path, lock_file: Path, resolver: str) -> None:
-    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        code = main(
-            [
-                "lock",
-                "--python-build-file",
-                str(ROOT / options.DEFAULT_PYTHON_BUILD_FILE),
-                "--lock-file",
-                str(lock_file),
-                "--cache-dir",
-                str(cache),
-                "--resolver",
-                resolver,
-            ]
-        )
-    if code != 0:
-        raise SystemExit(f"relock with {resolver} failed (exit {code})")
+    """Relock with an up-to-date lock in place (nothing to resolve)."""
+    _lock(cache, lock_file, resolver, "relock")
 
 
 def resolve_dozen(cache: Path, resolver: str) -> int:
