@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import RunningExecutor, policy_entry
@@ -22,18 +23,26 @@ def slept(resp: pb.StreamResponse) -> bool:
     return mods.headers_to_set.get("x-slept") == "1"
 
 
-def test_a_queued_call_expires_at_its_deadline_while_the_worker_is_busy(
-    start_executor: Start, venvs: dict[str, Path]
-) -> None:
+def busy_single_worker(
+    start_executor: Start, venvs: dict[str, Path], sleep_s: float
+) -> tuple[Any, str, Any, Any]:
+    """A one-worker policy whose worker is busy with a ``sleep_s`` call: (executor, iid, stream, busy)."""
     ex = start_executor(
         [policy_entry("one", "chaos-policy", venvs["py312"], workers=1, timeout_ms=20000)]
     ).wait_ready()
     iid = ex.client.init_policy("one", "v1.0.0").instance_id
     stream = ex.client.stream()
     busy = stream.submit(
-        build_request("request_headers", instance_id=iid, request={"path": "/sleep/1.5"})
+        build_request("request_headers", instance_id=iid, request={"path": f"/sleep/{sleep_s:g}"})
     )
     time.sleep(0.2)
+    return ex, iid, stream, busy
+
+
+def test_a_queued_call_expires_at_its_deadline_while_the_worker_is_busy(
+    start_executor: Start, venvs: dict[str, Path]
+) -> None:
+    ex, iid, stream, busy = busy_single_worker(start_executor, venvs, 1.5)
     queued = build_request("request_headers", instance_id=iid, request={"path": "/ok"})
     queued.execution_metadata.deadline.FromNanoseconds(time.time_ns() + 300_000_000)
     t0 = time.monotonic()
@@ -49,15 +58,7 @@ def test_a_queued_call_expires_at_its_deadline_while_the_worker_is_busy(
 def test_a_cancelled_queued_call_is_never_answered_and_the_queue_moves_on(
     start_executor: Start, venvs: dict[str, Path]
 ) -> None:
-    ex = start_executor(
-        [policy_entry("one", "chaos-policy", venvs["py312"], workers=1, timeout_ms=20000)]
-    ).wait_ready()
-    iid = ex.client.init_policy("one", "v1.0.0").instance_id
-    stream = ex.client.stream()
-    busy = stream.submit(
-        build_request("request_headers", instance_id=iid, request={"path": "/sleep/1"})
-    )
-    time.sleep(0.2)
+    _ex, iid, stream, busy = busy_single_worker(start_executor, venvs, 1)
     queued = build_request("request_headers", instance_id=iid, request={"path": "/sleep/5"})
     waiting = stream.submit(queued)
     time.sleep(0.1)
