@@ -38,6 +38,8 @@ class ExecutorConfig:
     shutdown_grace_s: float
     #: Extra TCP listener for debugging (``HOST:PORT``), served next to the main one.
     debug_listen: str | None = None
+    #: Fast-path reply wait in microseconds (0: off); see ``Settings.sync_wait_s``.
+    sync_wait_us: int = defaults.SYNC_WAIT_US
 
     @property
     def is_tcp(self) -> bool:
@@ -77,6 +79,23 @@ def _positive_float(name: str, raw: str) -> float:
         value = 0.0
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"{name}: expected a positive number of seconds, got {raw!r}")
+    return value
+
+
+#: Largest accepted ``--sync-wait-us``: the stream reader is held at most this long per call.
+MAX_SYNC_WAIT_US = 100_000
+
+
+def _sync_wait_us(name: str, raw: str) -> int:
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SYNC_WAIT_US:
+        raise ConfigError(
+            f"{name}: expected an integer number of microseconds from 0 to "
+            f"{MAX_SYNC_WAIT_US}, got {raw!r}"
+        )
     return value
 
 
@@ -140,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds a policy may take to import (default {defaults.START_TIMEOUT_S:g})",
     )
     p.add_argument(
+        "--sync-wait-us",
+        default=None,
+        help="with no other call in flight, the receiving thread polls this many microseconds "
+        "for the worker's reply before handing it to the worker's reader thread; 0 turns the "
+        f"fast path off (default {defaults.SYNC_WAIT_US}; env {defaults.ENV_SYNC_WAIT_US})",
+    )
+    p.add_argument(
         "--shutdown-grace",
         default=None,
         help="seconds to finish in-flight calls on SIGTERM "
@@ -166,6 +192,7 @@ def parse_config(
     max_conc = pick(args.max_concurrent, defaults.ENV_MAX_CONCURRENT)
     timeout = pick(args.timeout, defaults.ENV_TIMEOUT)
     level = pick(args.log_level, defaults.ENV_LOG_LEVEL)
+    sync_wait = pick(args.sync_wait_us, defaults.ENV_SYNC_WAIT_US)
     listen = args.listen or env.get("PYTHON_EXECUTOR_LISTEN") or defaults.SOCKET_PATH
     debug_listen = args.debug_listen or env.get("PYTHON_EXECUTOR_DEBUG_LISTEN") or None
     if debug_listen is not None and not is_tcp_address(debug_listen):
@@ -193,6 +220,9 @@ def parse_config(
         start_timeout_s=start_timeout,
         shutdown_grace_s=grace,
         debug_listen=debug_listen,
+        sync_wait_us=(
+            _sync_wait_us(sync_wait[0], sync_wait[1]) if sync_wait else defaults.SYNC_WAIT_US
+        ),
     )
 
 
@@ -202,4 +232,5 @@ def _flag_name(env_name: str | None, _value: str) -> str:
         defaults.ENV_MAX_CONCURRENT: "max-concurrent",
         defaults.ENV_TIMEOUT: "timeout",
         defaults.ENV_LOG_LEVEL: "log-level",
+        defaults.ENV_SYNC_WAIT_US: "sync-wait-us",
     }.get(env_name or "", "value")

@@ -33,6 +33,16 @@ RESPAWN_BACKOFF_S: Final = 0.1
 RESPAWN_BACKOFF_MAX_S: Final = 5.0
 QUARANTINE_CRASHES: Final = 5
 QUARANTINE_WINDOW_S: Final = 60.0
+#: Fast path: with no other call in flight, the thread that received a call polls this many
+#: microseconds for the worker's reply before handing it to the worker's driver thread (0: off).
+SYNC_WAIT_US: Final = 200
+ENV_SYNC_WAIT_US: Final = "PYTHON_EXECUTOR_SYNC_WAIT_US"
+#: ... but only for a request the stream was idle for: one read sooner than this after the
+#: previous request was handled was already queued (the stream is busy), so it goes to the
+#: worker's driver thread and the reader moves on to the next request.
+SYNC_IDLE_GAP_US: Final = 100
+#: ... and only after this many requests in a row found the stream idle.
+SYNC_IDLE_STREAK: Final = 3
 #: gRPC message size limit (upstream uses 50 MiB both ways).
 MAX_MESSAGE_BYTES: Final = 50 * 1024 * 1024
 #: Largest frame accepted from a worker (JSON of a max-size body plus room).

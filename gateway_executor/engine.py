@@ -41,6 +41,9 @@ class Settings:
     max_concurrent: int = defaults.DEFAULT_MAX_CONCURRENT
     start_timeout_s: float = defaults.START_TIMEOUT_S
     shutdown_grace_s: float = defaults.SHUTDOWN_GRACE_S
+    #: Fast path: with no other call in flight, the thread that received a call polls for the
+    #: worker's reply this long before handing it to the worker's driver thread (0: never).
+    sync_wait_s: float = defaults.SYNC_WAIT_US / 1e6
 
 
 @dataclass
@@ -75,7 +78,12 @@ class Engine:
             timeout = self.settings.timeout_s or entry.timeout_ms / 1000.0
             cls = PerCallRunner if entry.isolation == "per-call" else WorkerPool
             self.runtimes[entry.key] = cls(
-                entry, self.spawner, workers, timeout, self.settings.start_timeout_s
+                entry,
+                self.spawner,
+                workers,
+                timeout,
+                self.settings.start_timeout_s,
+                sync_wait_s=self.settings.sync_wait_s,
             )
         self._instances: dict[str, Instance] = {}
         self._lock = threading.Lock()
@@ -268,6 +276,7 @@ class Engine:
         kind: translate.PayloadKind,
         state: CallState,
         done: Callable[[pb.StreamResponse | None], None],
+        idle: bool = False,
     ) -> bool:
         """Start one hook call; ``done`` gets its response (``None``: cancelled, send nothing).
 
@@ -279,6 +288,7 @@ class Engine:
         returned.
         """
         inst = self._instances.get(req.instance_id)
+        sync = False
         with self._lock:
             if self.draining:
                 return False
@@ -289,6 +299,9 @@ class Engine:
                     self._backlog.append(item)
                     return True
                 self._running += 1
+                # Alone in flight, on a stream that was waiting for it (``idle``: no backlog
+                # of unread requests): the submitting thread may wait for the reply itself.
+                sync = idle and self._running == 1
         if inst is None:
             done(
                 translate.error_response(
@@ -299,12 +312,15 @@ class Engine:
                     req.policy_version,
                 )
             )
-        elif not self._start(item):
+        elif not self._start(item, sync):
             self._release_slot()
         return True
 
-    def _start(self, item: _Pending) -> bool:
-        """Hand a call to its runtime; False when it was answered at once (slot still held)."""
+    def _start(self, item: _Pending, sync: bool = False) -> bool:
+        """Hand a call to its runtime; False when it was answered at once (slot still held).
+
+        ``sync``: the runtime may answer on this thread (see :attr:`Settings.sync_wait_s`).
+        """
         req, kind, state, done, inst = item
         rt = inst.runtime
         timeout = rt.timeout_s
@@ -349,7 +365,7 @@ class Engine:
             done(resp)
             self._release_slot()
 
-        rt.submit(Job(msg, deadline, on_done, iid=inst.iid, init=inst.init, state=state))
+        rt.submit(Job(msg, deadline, on_done, iid=inst.iid, init=inst.init, state=state, sync=sync))
         return True
 
     def _release_slot(self) -> None:

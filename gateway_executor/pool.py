@@ -122,7 +122,7 @@ class CallState:
 class Job:
     """One frame for a worker and what to do with its answer."""
 
-    __slots__ = ("_done", "deadline", "iid", "init", "msg", "on_done", "state")
+    __slots__ = ("_done", "deadline", "iid", "init", "msg", "on_done", "state", "sync")
 
     def __init__(
         self,
@@ -132,6 +132,7 @@ class Job:
         iid: str = "",
         init: dict[str, Any] | None = None,
         state: CallState | None = None,
+        sync: bool = False,
     ) -> None:
         self.msg = msg
         self.deadline = deadline
@@ -140,6 +141,8 @@ class Job:
         #: ``get_policy`` arguments, sent along the first time a worker sees ``iid``.
         self.init = init
         self.state = state
+        #: The submitting thread may wait for the reply itself (nothing else is in flight).
+        self.sync = sync
         self._done = False
 
     def finish(self, reply: dict[str, Any] | None, error: BaseException | None) -> None:
@@ -160,8 +163,11 @@ class PolicyRuntime:
         workers: int,
         timeout_s: float,
         start_timeout_s: float,
+        sync_wait_s: float = 0.0,
     ) -> None:
         self.entry = entry
+        #: How long a submitting thread polls for its call's reply (0: never, the driver reads).
+        self.sync_wait_s = sync_wait_s
         self.spawner = spawner
         self.size = workers
         self.timeout_s = timeout_s
@@ -270,6 +276,8 @@ class WorkerPool(PolicyRuntime):
         self._starting: list[WorkerProcess] = []
         self._watch = threading.Condition(self._lock)
         self._watch_at = float("inf")
+        #: Calls answered on the fast path (reply read by the submitting thread).
+        self.sync_calls = 0
 
     def start(self) -> bool:
         problem = self._preflight()
@@ -336,6 +344,7 @@ class WorkerPool(PolicyRuntime):
     # dispatching (all *_locked methods run with self._lock held) ----------------------------
     def submit(self, job: Job) -> None:
         state = job.state
+        sync = wake = False
         with self._lock:
             error: BaseException | None = self._unusable()
             if error is None:
@@ -343,6 +352,11 @@ class WorkerPool(PolicyRuntime):
                     w = self._idle.pop()
                     if self._assign_locked(w, job):
                         data = encode(job.msg)
+                        if job.sync and w.reader == "parked":
+                            w.reader = "sync"
+                            sync = True
+                        else:
+                            wake = self._to_driver_locked(w)
                     else:
                         self._idle.append(w)
                         error = Cancelled()
@@ -356,8 +370,36 @@ class WorkerPool(PolicyRuntime):
             job.finish(None, error)
             return
         # Outside the lock: a large body may take a while to write. A write error means the
-        # worker died; its driver sees that and fails the job.
+        # worker died; whoever reads its socket sees that and fails the job.
         w.write(data)
+        if sync:
+            self._sync_reply(w)
+        elif wake:
+            w.wake_driver()
+
+    def _sync_reply(self, w: WorkerProcess) -> None:
+        """Fast path: this thread waits for the reply (polling, up to ``sync_wait_s``) and
+        answers it, saving the hand-off to the driver thread; a slower call is handed to the
+        driver, so the stream reader is never held longer than that."""
+        if not w.wait_reply(self.sync_wait_s):
+            with self._lock:
+                wake = self._to_driver_locked(w)
+            if wake:
+                w.wake_driver()
+            return
+        error: BaseException | None = None
+        reply: dict[str, Any] | None = None
+        try:
+            reply = w.read_frame()
+        except WorkerError as exc:
+            error = exc
+        self._on_reply(w, reply, error, sync=True)
+
+    @staticmethod
+    def _to_driver_locked(w: WorkerProcess) -> bool:
+        """Make the driver thread the reader of ``w``; True if it must be woken for that."""
+        was, w.reader = w.reader, "driver"
+        return was != "driver"
 
     def _assign_locked(self, w: WorkerProcess, job: Job) -> bool:
         """Make ``job`` the worker's current one (filling in per-worker fields)."""
@@ -389,6 +431,8 @@ class WorkerPool(PolicyRuntime):
                     continue
                 return job
         self._idle.append(w)
+        if w.parks:
+            w.reader = "parked"
         return None
 
     def _unqueue(self, job: Job) -> None:
@@ -415,58 +459,101 @@ class WorkerPool(PolicyRuntime):
     def _start_driver_locked(self, w: WorkerProcess) -> None:
         w.doomed = ""
         w.sock.settimeout(None)  # blocking reads from here on, no per-call timeout syscalls
+        parks = self.sync_wait_s > 0 and w.enable_parking()
+        w.reader = "parked" if parks and w.job is None else "driver"
         threading.Thread(
             target=self._drive, args=(w,), daemon=True, name=f"worker-{self.entry.name}-{w.pid}"
         ).start()
 
     def _drive(self, w: WorkerProcess) -> None:
         """Read the worker's replies until it dies, leaves or is retired."""
+        try:
+            while True:
+                if w.parks:
+                    self._await_turn(w)
+                error: BaseException | None = None
+                reply: dict[str, Any] | None = None
+                try:
+                    reply = w.read_frame()
+                except WorkerError as exc:
+                    error = exc
+                if not self._on_reply(w, reply, error, sync=False):
+                    return
+        finally:
+            w.close_park_fds()
+
+    def _await_turn(self, w: WorkerProcess) -> None:
+        """Driver of a parking worker: sleep while the worker is idle or a submitting thread
+        reads its reply; return when this thread must read (a job for it, or the process
+        ended while idle, which the read then reports)."""
         while True:
-            error: BaseException | None = None
-            reply: dict[str, Any] | None = None
-            try:
-                reply = w.read_frame()
-            except WorkerError as exc:
-                error = exc
-            skipped: list[Job] = []
-            nxt: Job | None = None
             with self._lock:
-                job, w.job = w.job, None
-                if job is not None and job.state is not None:
-                    job.state.detach()
-                if error is None and job is None:
-                    error = WorkerProtocolError("reply without a request")
-                if error is not None or job is None:
-                    action = "lost"
-                elif job.msg["op"] == "exit":
-                    action = "exit"
+                if w.reader == "driver":
+                    return
+                if w.reader == "parked" and w.exited:
+                    w.reader = "driver"
+                    return
+            w.park()
+
+    def _on_reply(
+        self,
+        w: WorkerProcess,
+        reply: dict[str, Any] | None,
+        error: BaseException | None,
+        sync: bool,
+    ) -> bool:
+        """Handle one reply (or read failure) of ``w``; False once ``w`` is finished.
+
+        Runs on the driver thread, or on the submitting thread for a fast-path call
+        (``sync``), which hands ``w`` back to the driver when more is to be read.
+        """
+        skipped: list[Job] = []
+        nxt: Job | None = None
+        wake = False
+        with self._lock:
+            job, w.job = w.job, None
+            if job is not None and job.state is not None:
+                job.state.detach()
+            if error is None and job is None:
+                error = WorkerProtocolError("reply without a request")
+            if error is not None or job is None:
+                action = "lost"
+            elif job.msg["op"] == "exit":
+                action = "exit"
+                self._all.discard(w)
+                self._cond.notify_all()
+            else:
+                if reply is not None and reply.get("ok") and job.msg["op"] in ("call", "init"):
+                    w.known.add(job.iid)
+                if w.doomed:
+                    action = "doomed"
+                elif self.quarantined:
+                    action = "retire"
                     self._all.discard(w)
                     self._cond.notify_all()
                 else:
-                    if reply is not None and reply.get("ok") and job.msg["op"] in ("call", "init"):
-                        w.known.add(job.iid)
-                    if w.doomed:
-                        action = "doomed"
-                    elif self.quarantined:
-                        action = "retire"
-                        self._all.discard(w)
-                        self._cond.notify_all()
-                    else:
-                        action = "next"
-                        nxt = self._next_locked(w, skipped)
-            if action == "next":
-                assert job is not None
-                if nxt is not None:
-                    w.write(encode(nxt.msg))
-                if skipped:
-                    self._finish_skipped(skipped)
-                job.finish(reply, None)
-                # Drop this call's objects now (idle time), not when the next reply arrives.
-                del job, reply, nxt
-                continue
+                    action = "next"
+                    nxt = self._next_locked(w, skipped)
+                    if sync:
+                        self.sync_calls += 1
+            # A fast-path thread leaves: the driver reads whatever comes next (a queued job's
+            # reply, or the end of a worker that is being replaced).
+            if sync and (action != "next" or nxt is not None):
+                wake = self._to_driver_locked(w)
+        if action == "next":
+            assert job is not None
+            if nxt is not None:
+                w.write(encode(nxt.msg))
+            if wake:
+                w.wake_driver()
+            if skipped:
+                self._finish_skipped(skipped)
+            job.finish(reply, None)
+            return True
+        try:
             if action == "lost":
                 self._lost(w, job, error)
-                return
+                return False
             assert job is not None
             if action == "exit":
                 w.finish_exit(1.0)
@@ -475,7 +562,10 @@ class WorkerPool(PolicyRuntime):
             else:  # answered, but the watchdog already condemned it (timed out)
                 self._lost(w, None, None)
             job.finish(reply, None)
-            return
+            return False
+        finally:
+            if wake:
+                w.wake_driver()
 
     def _lost(self, w: WorkerProcess, job: Job | None, error: BaseException | None) -> None:
         """The worker died, broke the protocol or was killed: replace it, fail its job."""
@@ -542,8 +632,11 @@ class WorkerPool(PolicyRuntime):
                     self._all.add(w)
                     self._start_driver_locked(w)
                     nxt = self._next_locked(w, skipped)
+                    wake = nxt is not None and self._to_driver_locked(w)
                 if nxt is not None:
                     w.write(encode(nxt.msg))
+                if wake:
+                    w.wake_driver()
                 self._finish_skipped(skipped)
                 return
         finally:
@@ -629,7 +722,7 @@ class WorkerPool(PolicyRuntime):
         return reply
 
     def destroy(self, iid: str) -> None:
-        targets: list[tuple[WorkerProcess, Job]] = []
+        targets: list[tuple[WorkerProcess, Job, bool]] = []
         with self._cond:
             for w in self._all:
                 if iid in w.known:
@@ -644,9 +737,11 @@ class WorkerPool(PolicyRuntime):
                     )
                     w.pending_drop = []
                     self._assign_locked(w, job)
-                    targets.append((w, job))
-        for w, job in targets:
+                    targets.append((w, job, self._to_driver_locked(w)))
+        for w, job, wake in targets:
             w.write(encode(job.msg))
+            if wake:
+                w.wake_driver()
 
     def stop(self, timeout: float) -> None:
         with self._cond:
@@ -666,20 +761,22 @@ class WorkerPool(PolicyRuntime):
             # Busy workers finish their call first (the service drains calls before this).
             while any(w.job is not None for w in self._all) and time.monotonic() < end:
                 self._cond.wait(0.05)
-            leaving: list[WorkerProcess] = []
+            leaving: list[tuple[WorkerProcess, bool]] = []
             busy: list[WorkerProcess] = []
             for w in self._all:
                 if w.job is None:
                     w.job = Job({"op": "exit"}, end, _ignore)
-                    leaving.append(w)
+                    leaving.append((w, self._to_driver_locked(w)))
                 else:
                     busy.append(w)
             self._idle.clear()
         for w in busy:
             w.kill()
         # ``exit`` lets each shim close() its instances; its driver reaps it.
-        for w in leaving:
+        for w, wake in leaving:
             w.write(encode({"op": "exit"}))
+            if wake:
+                w.wake_driver()
         grace = time.monotonic() + max(min(1.0, end - time.monotonic()), 0.1)
         with self._cond:
             while self._all and time.monotonic() < grace:

@@ -84,6 +84,7 @@ class ExecutorServer:
                 max_concurrent=cfg.max_concurrent,
                 start_timeout_s=cfg.start_timeout_s,
                 shutdown_grace_s=cfg.shutdown_grace_s,
+                sync_wait_s=cfg.sync_wait_us / 1e6,
             ),
         )
         self.service = ExecutorService(self.engine)

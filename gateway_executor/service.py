@@ -23,12 +23,13 @@ import collections
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 
-from gateway_executor import translate
+from gateway_executor import defaults, translate
 from gateway_executor.engine import Engine
 from gateway_executor.pool import CallState
 from gateway_executor.proto import python_executor_pb2 as pb
@@ -77,9 +78,19 @@ class StreamSession:
     def read(self) -> None:
         """Take requests until the client half-closes or goes away."""
         admit = self._admit
+        clock = time.perf_counter
+        idle_gap = defaults.SYNC_IDLE_GAP_US / 1e6
+        need = defaults.SYNC_IDLE_STREAK
+        answered = -idle_gap
+        streak = 0
         try:
             for req in self._requests:
-                admit(req)
+                # A request read right after the previous one was handled was queued behind
+                # it: the stream is busy, and its calls must not hold this reader. Only after a
+                # few requests in a row found the stream idle may a call wait on this thread.
+                streak = streak + 1 if clock() - answered >= idle_gap else 0
+                admit(req, streak >= need)
+                answered = clock()
                 del req  # freed now, not when the next request arrives
         except Exception as exc:  # the client went away (grpc.RpcError) or similar
             log.debug("stream reader stopped: %s", exc)
@@ -89,8 +100,9 @@ class StreamSession:
         if done:
             self._emit(_END)
 
-    def _admit(self, req: pb.StreamRequest) -> None:
-        """Validate one request and start it (or answer it at once)."""
+    def _admit(self, req: pb.StreamRequest, idle: bool = False) -> None:
+        """Validate one request and start it (or answer it at once); ``idle``: the stream
+        was waiting for it (see ``Engine.submit``)."""
         rid = req.request_id
         payload = req.WhichOneof("payload")
         if payload is None:
@@ -141,7 +153,9 @@ class StreamSession:
                 )
             )
             return
-        if not self._engine.submit(req, kind, state, lambda resp: self._complete(rid, state, resp)):
+        if not self._engine.submit(
+            req, kind, state, lambda resp: self._complete(rid, state, resp), idle
+        ):
             self._complete(
                 rid,
                 state,

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import queue
+import select
 import signal
 import socket
 import struct
@@ -136,6 +137,16 @@ class WorkerProcess:
         #: worker ("" while healthy). Both are guarded by the owning pool's lock.
         self.job: Any = None
         self.doomed = ""
+        #: Who reads the next reply (guarded by the pool's lock): ``"driver"`` (the driver
+        #: thread), ``"parked"`` (idle; the driver sleeps in :meth:`park`) or ``"sync"`` (the
+        #: thread that submitted the call waits for its reply itself).
+        self.reader = "driver"
+        #: Set once :meth:`park` saw the process end.
+        self.exited = False
+        self._pidfd: int | None = None
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
+        self._park_poll: Any = None
 
     @classmethod
     def spawn(cls, entry: PolicyEntry, spawner: Spawner, control: bool = True) -> WorkerProcess:
@@ -176,6 +187,78 @@ class WorkerProcess:
         if ctrl_r is not None:
             os.close(ctrl_r)
         return cls(entry, proc, parent, ctrl_w)
+
+    # ---- parking: the driver sleeps while a submitting thread reads -------------------------
+    def enable_parking(self) -> bool:
+        """Open what a parked driver waits on: a pidfd (the process ended) and a wake pipe.
+
+        False where pidfds are missing (not Linux, kernel < 5.3): the driver then always reads.
+        """
+        if self._pidfd is not None:
+            return True
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            return False
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        poller = select.poll()
+        poller.register(wake_r, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        self._pidfd, self._wake_r, self._wake_w, self._park_poll = pidfd, wake_r, wake_w, poller
+        return True
+
+    @property
+    def parks(self) -> bool:
+        """Whether this worker's driver sleeps while the worker is idle."""
+        return self._pidfd is not None
+
+    def park(self) -> None:
+        """Driver thread: sleep until :meth:`wake_driver` or the process ends (sets
+        :attr:`exited`). Once the end was seen only a wake ends the sleep."""
+        if self._park_poll is None:
+            return
+        if self.exited:  # the pidfd stays readable: wait for the wake alone
+            only_wake = select.poll()
+            only_wake.register(self._wake_r, select.POLLIN)  # type: ignore[arg-type]
+            only_wake.poll()
+        else:
+            for fd, _ in self._park_poll.poll():
+                if fd == self._pidfd:
+                    self.exited = True
+        with contextlib.suppress(OSError):  # drain: one wake is enough however many came
+            os.read(self._wake_r, 4096)  # type: ignore[arg-type]
+
+    def wake_driver(self) -> None:
+        """Wake the parked driver thread (a full pipe means it is woken already)."""
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"\0")
+
+    def close_park_fds(self) -> None:
+        """Release the parking descriptors (by the driver thread, when it ends)."""
+        for fd in (self._pidfd, self._wake_r, self._wake_w):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._pidfd = self._wake_r = self._wake_w = self._park_poll = None
+
+    def wait_reply(self, spin_s: float) -> bool:
+        """Poll the socket without sleeping for up to ``spin_s``; True once it is readable
+        (a reply, or the end of the connection)."""
+        fd = self.sock.fileno()
+        if fd < 0:
+            return True  # closed (killed): the read reports it
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poll = poller.poll
+        clock = time.perf_counter
+        end = clock() + spin_s
+        while not poll(0):
+            if clock() >= end:
+                return False
+        return True
 
     # ---- request / reply -----------------------------------------------------------------
     def next_seq(self) -> int:
