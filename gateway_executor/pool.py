@@ -537,9 +537,12 @@ class WorkerPool(PolicyRuntime):
                     if sync:
                         self.sync_calls += 1
             # A fast-path thread leaves: the driver reads whatever comes next (a queued job's
-            # reply, or the end of a worker that is being replaced).
+            # reply, or the end of a worker that is being replaced). A driver that saw the
+            # process end meanwhile sleeps until woken: wake it to reap the now idle worker.
             if sync and (action != "next" or nxt is not None):
                 wake = self._to_driver_locked(w)
+            elif sync and w.exited:
+                wake = True
         if action == "next":
             assert job is not None
             if nxt is not None:
