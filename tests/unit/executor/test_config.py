@@ -81,3 +81,33 @@ def test_debug_listen_from_flag_or_env_must_be_tcp() -> None:
     assert parse_config([], env=env).debug_listen == "127.0.0.1:9004"
     with pytest.raises(ConfigError, match="--debug-listen: expected HOST:PORT"):
         parse_config(["--debug-listen", "/tmp/x.sock"], env={})
+
+
+def test_sync_wait_us_default_zero_env_and_flag() -> None:
+    env_name = defaults.ENV_SYNC_WAIT_US
+    assert env_name == "PYTHON_EXECUTOR_SYNC_WAIT_US"
+    assert parse_config([], env={}).sync_wait_us == defaults.SYNC_WAIT_US
+    assert parse_config(["--sync-wait-us", "0"], env={}).sync_wait_us == 0
+    assert parse_config([], env={env_name: "0"}).sync_wait_us == 0
+    assert parse_config([], env={env_name: "750"}).sync_wait_us == 750
+    assert parse_config([], env={env_name: "100000"}).sync_wait_us == 100_000
+    # The flag wins over the environment (even with a value the environment would reject).
+    assert parse_config(["--sync-wait-us", "50"], env={env_name: "750"}).sync_wait_us == 50
+    assert parse_config(["--sync-wait-us", "0"], env={env_name: "bad"}).sync_wait_us == 0
+    # An empty variable counts as unset, like the other upstream variables.
+    assert parse_config([], env={env_name: ""}).sync_wait_us == defaults.SYNC_WAIT_US
+
+
+@pytest.mark.parametrize("raw", ["-1", "abc", "1.5", "100001"])
+@pytest.mark.parametrize("source", ["flag", "env"])
+def test_invalid_sync_wait_us_is_an_error_naming_the_source(raw: str, source: str) -> None:
+    if source == "flag":
+        argv, env, name = ["--sync-wait-us", raw], {}, "--sync-wait-us"
+    else:
+        argv, env, name = [], {defaults.ENV_SYNC_WAIT_US: raw}, defaults.ENV_SYNC_WAIT_US
+    with pytest.raises(ConfigError) as info:
+        parse_config(argv, env=env)
+    message = str(info.value)
+    assert message.startswith(f"{name}: expected an integer number of microseconds"), message
+    assert "from 0 to 100000" in message and repr(raw) in message, message
+    assert "\n" not in message
