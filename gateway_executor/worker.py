@@ -147,6 +147,9 @@ class WorkerProcess:
         self._wake_r: int | None = None
         self._wake_w: int | None = None
         self._park_poll: Any = None
+        #: Orders wake-ups against the driver closing the wake pipe (no write to a closed,
+        #: possibly reused descriptor).
+        self._park_lock = threading.Lock()
 
     @classmethod
     def spawn(cls, entry: PolicyEntry, spawner: Spawner, control: bool = True) -> WorkerProcess:
@@ -232,17 +235,20 @@ class WorkerProcess:
 
     def wake_driver(self) -> None:
         """Wake the parked driver thread (a full pipe means it is woken already)."""
-        if self._wake_w is not None:
-            with contextlib.suppress(OSError):
-                os.write(self._wake_w, b"\0")
+        with self._park_lock:
+            if self._wake_w is not None:
+                with contextlib.suppress(OSError):
+                    os.write(self._wake_w, b"\0")
 
     def close_park_fds(self) -> None:
         """Release the parking descriptors (by the driver thread, when it ends)."""
-        for fd in (self._pidfd, self._wake_r, self._wake_w):
+        with self._park_lock:
+            fds = (self._pidfd, self._wake_r, self._wake_w)
+            self._pidfd = self._wake_r = self._wake_w = self._park_poll = None
+        for fd in fds:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._pidfd = self._wake_r = self._wake_w = self._park_poll = None
 
     def wait_reply(self, spin_s: float) -> bool:
         """Poll the socket without sleeping for up to ``spin_s``; True once it is readable
