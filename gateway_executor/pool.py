@@ -418,7 +418,7 @@ class WorkerPool(PolicyRuntime):
         return True
 
     def _next_locked(self, w: WorkerProcess, skipped: list[Job]) -> Job | None:
-        """Give free worker ``w`` its next queued job, or park it as idle."""
+        """Give free worker ``w`` its next queued job, or make it idle."""
         if self.quarantined or self.stopping:
             self._cond.notify_all()  # stop() waits for busy workers
         else:
@@ -431,7 +431,10 @@ class WorkerPool(PolicyRuntime):
                     continue
                 return job
         self._idle.append(w)
-        if w.parks:
+        # Park only when the whole pool is idle: that is when a lone call may take the fast
+        # path. While other workers are busy the driver keeps reading, so the next call needs
+        # no wake-up.
+        if w.parks and not any(other.job is not None for other in self._all):
             w.reader = "parked"
         return None
 
@@ -537,9 +540,10 @@ class WorkerPool(PolicyRuntime):
                     if sync:
                         self.sync_calls += 1
             # A fast-path thread leaves: the driver reads whatever comes next (a queued job's
-            # reply, or the end of a worker that is being replaced). A driver that saw the
-            # process end meanwhile sleeps until woken: wake it to reap the now idle worker.
-            if sync and (action != "next" or nxt is not None):
+            # reply, an idle worker's next reply while the pool is busy, or the end of a worker
+            # that is being replaced). A driver that saw the process end meanwhile sleeps until
+            # woken: wake it to reap the now idle worker.
+            if sync and (action != "next" or w.reader == "sync"):
                 wake = self._to_driver_locked(w)
             elif sync and w.exited:
                 wake = True

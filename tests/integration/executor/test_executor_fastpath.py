@@ -137,15 +137,22 @@ class Served:
         time.sleep(GAP_S)
 
     def wait_parked(self, timeout: float = 10.0) -> None:
-        """Until every worker is idle with its driver parked (pool back at full size)."""
+        """Until every worker is idle (pool back at full size) and the pool parked again.
+
+        A worker parks when its reply leaves the whole pool idle; one that went idle while
+        another was busy keeps its driver reading until its next call. So at least the worker
+        that finished last is parked, and no idle worker is left with a "sync" reader.
+        """
 
         def parked() -> bool:
             ws = self.workers()
-            return len(ws) == self.pool.size and all(
-                w.job is None and w.reader == "parked" for w in ws
+            return (
+                len(ws) == self.pool.size
+                and all(w.job is None and w.reader in ("parked", "driver") for w in ws)
+                and any(w.reader == "parked" for w in ws)
             )
 
-        wait_until(parked, timeout, "every worker idle and parked")
+        wait_until(parked, timeout, "every worker idle and the pool parked")
         self.pids()
 
     def close(self) -> None:
@@ -267,7 +274,7 @@ def test_a_worker_killed_while_parked_is_replaced_without_any_call(
     s = serve(Settings(), workers=2)  # the default wait: parking does not depend on its length
     s.make_idle()
     s.wait_parked()
-    victim = s.pids()[0]
+    victim = next(w.pid for w in s.workers() if w.reader == "parked")
     os.kill(victim, signal.SIGKILL)
 
     def replaced() -> bool:
