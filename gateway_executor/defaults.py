@@ -42,7 +42,7 @@ ENV_SYNC_WAIT_US: Final = "PYTHON_EXECUTOR_SYNC_WAIT_US"
 #: worker's driver thread and the reader moves on to the next request.
 SYNC_IDLE_GAP_US: Final = 100
 #: ... and only after this many requests in a row found the stream idle.
-SYNC_IDLE_STREAK: Final = 3
+SYNC_IDLE_STREAK: Final = 6
 #: gRPC message size limit (upstream uses 50 MiB both ways).
 MAX_MESSAGE_BYTES: Final = 50 * 1024 * 1024
 #: Largest frame accepted from a worker (JSON of a max-size body plus room).
