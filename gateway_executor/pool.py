@@ -387,13 +387,17 @@ class WorkerPool(PolicyRuntime):
             if wake:
                 w.wake_driver()
             return
+        self._take_reply(w, sync=True)
+
+    def _take_reply(self, w: WorkerProcess, sync: bool) -> bool:
+        """Read one reply of ``w`` (blocking) and handle it; False once ``w`` is finished."""
         error: BaseException | None = None
         reply: dict[str, Any] | None = None
         try:
             reply = w.read_frame()
         except WorkerError as exc:
             error = exc
-        self._on_reply(w, reply, error, sync=True)
+        return self._on_reply(w, reply, error, sync)
 
     @staticmethod
     def _to_driver_locked(w: WorkerProcess) -> bool:
@@ -474,13 +478,7 @@ class WorkerPool(PolicyRuntime):
             while True:
                 if w.parks:
                     self._await_turn(w)
-                error: BaseException | None = None
-                reply: dict[str, Any] | None = None
-                try:
-                    reply = w.read_frame()
-                except WorkerError as exc:
-                    error = exc
-                if not self._on_reply(w, reply, error, sync=False):
+                if not self._take_reply(w, sync=False):
                     return
         finally:
             w.close_park_fds()
