@@ -260,10 +260,15 @@ class WorkerProcess:
         poller.register(fd, select.POLLIN)
         poll = poller.poll
         clock = time.perf_counter
+        # Yield between polls: where the worker shares this CPU (one core, or pinned) a bare
+        # spin would keep it from running (measured 4% slower than no fast path at all; with
+        # the yield, equal), and with a free core the yield returns at once.
+        yield_cpu = os.sched_yield
         end = clock() + spin_s
         while not poll(0):
             if clock() >= end:
                 return False
+            yield_cpu()
         return True
 
     # ---- request / reply -----------------------------------------------------------------
