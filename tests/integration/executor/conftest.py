@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from gateway_executor.client import ExecutorClient
+from gateway_executor.client import CallStream, ExecutorClient, build_request
+from gateway_executor.proto import python_executor_pb2 as pb
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "tests" / "fixtures" / "executor_policies"
@@ -26,6 +28,53 @@ VENV_SPECS = {
     "py310": ("3.10", ["packaging==21.3"]),
     "py312": ("3.12", ["packaging==24.2"]),
 }
+
+
+def headers_set(resp: pb.StreamResponse) -> dict[str, str]:
+    """The headers a request-header action sets (empty for an error)."""
+    return dict(resp.request_header_action.upstream_request_header_modifications.headers_to_set)
+
+
+def echo_load(
+    stream: CallStream, iid: str, callers: int, per_caller: int, budget_s: float
+) -> tuple[int, list[str]]:
+    """``callers`` threads share ``stream``, each making ``per_caller`` calls to an echoing
+    header policy (path ``/c<caller>/<i>``) within ``budget_s``; returns (calls answered
+    correctly, problems: lost, mismatched or wrong answers, running out of time)."""
+    end = time.monotonic() + budget_s
+    problems: list[str] = []
+    done = [0] * callers
+
+    def caller(n: int) -> None:
+        for i in range(per_caller):
+            if time.monotonic() > end:
+                problems.append(f"caller {n} ran out of time after {i} calls")
+                return
+            path = f"/c{n}/{i}"
+            req = build_request(
+                "request_headers",
+                instance_id=iid,
+                request={"path": path},
+                request_id=f"load-{n}-{i}",
+            )
+            try:
+                resp = stream.call(req, 60)
+            except Exception as exc:
+                problems.append(f"{req.request_id}: {exc!r}")
+                return
+            if resp.request_id != req.request_id or headers_set(resp).get("x-echo") != path:
+                problems.append(f"{req.request_id}: mismatched {resp}")
+                return
+            done[n] += 1
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(budget_s + 60)
+    if any(t.is_alive() for t in threads):
+        problems.append("a caller thread did not finish")
+    return sum(done), problems
 
 
 def find_python(version: str) -> str | None:

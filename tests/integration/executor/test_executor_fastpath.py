@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import alive, policy_entry
+from conftest import alive, echo_load, headers_set, policy_entry
 
 from gateway_executor import defaults
 from gateway_executor.client import CallStream, ExecutorClient, build_request
@@ -49,12 +49,6 @@ LONG_WAIT = Settings(sync_wait_s=MAX_SYNC_WAIT_US / 1e6)
 #: Generous: the reader measures the gap after it handled the previous request, and on a loaded
 #: machine it may be preempted for milliseconds right then (the request then looks queued).
 GAP_S = 0.02
-
-
-def headers_set(resp: pb.StreamResponse) -> dict[str, str]:
-    """The headers a request-header action sets (empty for an error)."""
-    mods = resp.request_header_action.upstream_request_header_modifications
-    return dict(mods.headers_to_set)
 
 
 def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -342,33 +336,10 @@ def test_concurrent_callers_on_one_stream_mostly_bypass_the_fast_path(
 ) -> None:
     s = serve(Settings(), workers=2)
     callers, per_caller = 8, 300
-    deadline = time.monotonic() + 60
-    done = [0] * callers
-    problems: list[str] = []
-
-    def caller(t: int) -> None:
-        stream = s.stream
-        for i in range(per_caller):
-            if time.monotonic() > deadline:
-                problems.append(f"caller {t}: out of time after {i} calls")
-                return
-            path = f"/c{t}/{i}"
-            req = build_request("request_headers", instance_id=s.iid, request={"path": path})
-            resp = stream.call(req, 15)
-            if resp.request_id != req.request_id or headers_set(resp).get("x-echo") != path:
-                problems.append(f"caller {t} call {i}: {resp}")
-                return
-            done[t] += 1
-
-    threads = [threading.Thread(target=caller, args=(t,)) for t in range(callers)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(90)
-    assert not [th for th in threads if th.is_alive()]
+    answered, problems = echo_load(s.stream, s.iid, callers, per_caller, budget_s=60)
     assert not problems, problems[:3]
     total = callers * per_caller
-    assert sum(done) == total
+    assert answered == total
     assert not s.stream.unmatched and s.stream.error is None
     fraction = s.pool.sync_calls / total
     print(

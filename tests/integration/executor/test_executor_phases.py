@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RunningExecutor, alive, policy_entry
+from conftest import RunningExecutor, alive, echo_load, headers_set, policy_entry
 
 from gateway_executor import translate
 from gateway_executor.client import build_request, cancel_request
@@ -55,10 +54,6 @@ def init(ex: RunningExecutor, name: str, **params: object) -> str:
     resp = ex.client.init_policy(name, "v1.0.0", params, route_name=f"route-{name}")
     assert resp.success, resp.error_message
     return resp.instance_id
-
-
-def headers_set(resp: pb.StreamResponse) -> dict[str, str]:
-    return dict(resp.request_header_action.upstream_request_header_modifications.headers_to_set)
 
 
 def test_health_reports_each_policy(ex: RunningExecutor) -> None:
@@ -308,39 +303,8 @@ def test_32_concurrent_callers_no_lost_or_mismatched_responses(ex: RunningExecut
     iid = init(ex, "echo")
     stream = ex.client.stream()
     unmatched_before = len(stream.unmatched)
-    callers, per_caller, budget = 32, 2000, 240.0
-    end = time.monotonic() + budget
-    problems: list[str] = []
-    done = [0] * callers
-
-    def caller(n: int) -> None:
-        for i in range(per_caller):
-            if time.monotonic() > end:
-                problems.append(f"caller {n} ran out of time after {i} calls")
-                return
-            path = f"/c{n}/{i}"
-            req = build_request(
-                "request_headers",
-                instance_id=iid,
-                request={"path": path},
-                request_id=f"load-{n}-{i}",
-            )
-            try:
-                resp = stream.call(req, 60)
-            except Exception as exc:
-                problems.append(f"{req.request_id}: {exc!r}")
-                return
-            hs = headers_set(resp)
-            if resp.request_id != req.request_id or hs.get("x-echo") != path:
-                problems.append(f"{req.request_id}: mismatched {resp}")
-                return
-            done[n] += 1
-
-    threads = [threading.Thread(target=caller, args=(n,)) for n in range(callers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(budget + 60)
+    callers, per_caller = 32, 2000
+    answered, problems = echo_load(stream, iid, callers, per_caller, budget_s=240.0)
     assert not problems, problems[:5]
-    assert sum(done) == callers * per_caller
+    assert answered == callers * per_caller
     assert len(stream.unmatched) == unmatched_before
