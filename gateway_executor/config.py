@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway_executor import defaults
+from gateway_executor.affinity import AffinityError, CpuPolicy, parse_cpus
 
 LOG_LEVELS = {
     "debug": "DEBUG",
@@ -21,6 +22,9 @@ LOG_LEVELS = {
 
 class ConfigError(ValueError):
     """An invalid flag or environment value (reported in one line, exit 2)."""
+
+
+_DEFAULT_CPUS = parse_cpus(defaults.EXECUTOR_CPUS)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class ExecutorConfig:
     debug_listen: str | None = None
     #: Fast-path reply wait in microseconds (0: off); see ``Settings.sync_wait_s``.
     sync_wait_us: int = defaults.SYNC_WAIT_US
+    #: Where the executor's own threads run (see ``affinity.py``).
+    executor_cpus: CpuPolicy = _DEFAULT_CPUS
 
     @property
     def is_tcp(self) -> bool:
@@ -166,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"fast path off (default {defaults.SYNC_WAIT_US}; env {defaults.ENV_SYNC_WAIT_US})",
     )
     p.add_argument(
+        "--executor-cpus",
+        default=None,
+        help="CPUs for the executor's own threads: auto (one CPU, moved off a busy one), off, "
+        "or a list like 0,2-3; policy workers always get every allowed CPU "
+        f"(default {defaults.EXECUTOR_CPUS}; env {defaults.ENV_EXECUTOR_CPUS})",
+    )
+    p.add_argument(
         "--shutdown-grace",
         default=None,
         help="seconds to finish in-flight calls on SIGTERM "
@@ -193,6 +206,11 @@ def parse_config(
     timeout = pick(args.timeout, defaults.ENV_TIMEOUT)
     level = pick(args.log_level, defaults.ENV_LOG_LEVEL)
     sync_wait = pick(args.sync_wait_us, defaults.ENV_SYNC_WAIT_US)
+    cpus = pick(args.executor_cpus, defaults.ENV_EXECUTOR_CPUS)
+    try:
+        cpu_policy = parse_cpus(cpus[1] if cpus else defaults.EXECUTOR_CPUS)
+    except AffinityError as exc:
+        raise ConfigError(f"{cpus[0] if cpus else '--executor-cpus'}: {exc}") from exc
     listen = args.listen or env.get("PYTHON_EXECUTOR_LISTEN") or defaults.SOCKET_PATH
     debug_listen = args.debug_listen or env.get("PYTHON_EXECUTOR_DEBUG_LISTEN") or None
     if debug_listen is not None and not is_tcp_address(debug_listen):
@@ -223,6 +241,7 @@ def parse_config(
         sync_wait_us=(
             _sync_wait_us(sync_wait[0], sync_wait[1]) if sync_wait else defaults.SYNC_WAIT_US
         ),
+        executor_cpus=cpu_policy,
     )
 
 
@@ -233,4 +252,5 @@ def _flag_name(env_name: str | None, _value: str) -> str:
         defaults.ENV_TIMEOUT: "timeout",
         defaults.ENV_LOG_LEVEL: "log-level",
         defaults.ENV_SYNC_WAIT_US: "sync-wait-us",
+        defaults.ENV_EXECUTOR_CPUS: "executor-cpus",
     }.get(env_name or "", "value")

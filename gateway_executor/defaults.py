@@ -37,6 +37,9 @@ QUARANTINE_WINDOW_S: Final = 60.0
 #: microseconds for the worker's reply before handing it to the worker's driver thread (0: off).
 SYNC_WAIT_US: Final = 200
 ENV_SYNC_WAIT_US: Final = "PYTHON_EXECUTOR_SYNC_WAIT_US"
+#: Where the executor's own threads run (``affinity.py``): auto, off or a CPU list.
+EXECUTOR_CPUS: Final = "auto"
+ENV_EXECUTOR_CPUS: Final = "PYTHON_EXECUTOR_CPUS"
 #: ... but only for a request the stream was idle for: one read sooner than this after the
 #: previous request was handled was already queued (the stream is busy), so it goes to the
 #: worker's driver thread and the reader moves on to the next request.

@@ -69,9 +69,15 @@ _Pending = tuple[
 class Engine:
     """Owns every policy runtime and instance."""
 
-    def __init__(self, entries: list[PolicyEntry], settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        entries: list[PolicyEntry],
+        settings: Settings | None = None,
+        on_spawn: Callable[[int], None] | None = None,
+    ) -> None:
         self.settings = settings or Settings()
-        self.spawner = Spawner()
+        #: ``on_spawn(pid)``: runs for every policy process right after it started.
+        self.spawner = Spawner(on_spawn)
         self.runtimes: dict[str, PolicyRuntime] = {}
         for entry in entries:
             workers = self.settings.workers or entry.workers

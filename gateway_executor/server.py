@@ -18,6 +18,7 @@ from types import FrameType
 import grpc
 
 from gateway_executor import defaults
+from gateway_executor.affinity import AffinityError, Placement
 from gateway_executor.config import ConfigError, ExecutorConfig, parse_config
 from gateway_executor.engine import Engine, Settings
 from gateway_executor.proto import python_executor_pb2_grpc as pb_grpc
@@ -76,6 +77,12 @@ class ExecutorServer:
             entries = load_registry(cfg.registry)
         except RegistryError as exc:
             raise StartError(str(exc)) from exc
+        # Before any thread starts: gRPC's threads and the worker drivers inherit the CPU.
+        self.placement = Placement(cfg.executor_cpus)
+        try:
+            self.placement.apply()
+        except AffinityError as exc:
+            raise StartError(f"--executor-cpus: {exc}") from exc
         self.engine = Engine(
             entries,
             Settings(
@@ -86,6 +93,7 @@ class ExecutorServer:
                 shutdown_grace_s=cfg.shutdown_grace_s,
                 sync_wait_s=cfg.sync_wait_us / 1e6,
             ),
+            on_spawn=self.placement.release,
         )
         self.service = ExecutorService(self.engine)
         self.server = grpc.server(
@@ -166,6 +174,7 @@ class ExecutorServer:
         if self._start_thread is not None:
             self._start_thread.join(5.0)
         self.service.shutdown()
+        self.placement.stop()
         _remove(self.cfg.socket_path)
         left = self.engine.live_pids()
         if left:

@@ -79,7 +79,9 @@ def decode(body: bytes) -> dict[str, Any]:
 class Spawner:
     """Starts every worker process from one dedicated, long-lived thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_spawn: Callable[[int], None] | None = None) -> None:
+        #: Called with each new process's pid on the spawner thread, right after it started.
+        self.on_spawn = on_spawn
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
             queue.SimpleQueue()
         )
@@ -156,7 +158,14 @@ class WorkerProcess:
     @classmethod
     def spawn(cls, entry: PolicyEntry, spawner: Spawner, control: bool = True) -> WorkerProcess:
         """Start a worker for ``entry`` (from the spawner thread)."""
-        return spawner.call(lambda: cls._spawn(entry, control))
+
+        def start() -> WorkerProcess:
+            w = cls._spawn(entry, control)
+            if spawner.on_spawn is not None:
+                spawner.on_spawn(w.pid)
+            return w
+
+        return spawner.call(start)
 
     @classmethod
     def _spawn(cls, entry: PolicyEntry, control: bool) -> WorkerProcess:

@@ -1,0 +1,146 @@
+"""``--executor-cpus`` on real executor processes: where its threads and its workers may run.
+
+Read from ``/proc/<pid>/task/<tid>/status`` (``Cpus_allowed_list``), so these tests need Linux
+and at least two CPUs available to this process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import RunningExecutor, policy_entry
+
+from gateway_executor.client import build_request
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+        reason="needs Linux and at least two CPUs",
+    ),
+]
+
+Start = Callable[..., RunningExecutor]
+ALLOWED = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
+
+
+def cpus_of(path: Path) -> frozenset[int]:
+    """Parse ``Cpus_allowed_list`` (``0-1,3``) of a /proc status file."""
+    for line in path.read_text().splitlines():
+        if line.startswith("Cpus_allowed_list:"):
+            out: set[int] = set()
+            for part in line.split(":", 1)[1].strip().split(","):
+                lo, _, hi = part.partition("-")
+                out.update(range(int(lo), int(hi or lo) + 1))
+            return frozenset(out)
+    raise AssertionError(f"no Cpus_allowed_list in {path}")
+
+
+def thread_cpus(pid: int) -> dict[int, frozenset[int]]:
+    """CPU set of every thread of ``pid``."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = cpus_of(task / "status")
+        except (OSError, AssertionError):
+            continue  # the thread ended meanwhile
+    return out
+
+
+def answer_one_call(ex: RunningExecutor) -> None:
+    iid = ex.client.init_policy("p", "v1.0.0").instance_id
+    resp = ex.client.execute(
+        build_request("request_headers", instance_id=iid, request={"path": "/x"})
+    )
+    assert resp.WhichOneof("payload") == "request_header_action", resp
+
+
+def test_auto_puts_every_executor_thread_on_one_cpu_and_workers_on_all(
+    start_executor: Start, venvs: dict[str, Path]
+) -> None:
+    ex = start_executor([policy_entry("p", "header-policy", venvs["py312"], workers=2)])
+    ex.wait_ready()
+    answer_one_call(ex)
+    threads = thread_cpus(ex.proc.pid)
+    assert len(threads) > 3  # gRPC's threads, the drivers, the watchdog, the placement check
+    sets = set(threads.values())
+    assert len(sets) == 1, sets
+    (only,) = sets
+    assert len(only) == 1 and only <= ALLOWED, only
+    workers = ex.workers()
+    assert len(workers) == 2
+    for pid in workers:
+        assert cpus_of(Path(f"/proc/{pid}/status")) == ALLOWED
+    assert "executor threads on CPU" in ex.logs()
+
+
+def test_off_leaves_placement_to_the_kernel(start_executor: Start, venvs: dict[str, Path]) -> None:
+    ex = start_executor(
+        [policy_entry("p", "header-policy", venvs["py312"])], env={"PYTHON_EXECUTOR_CPUS": "off"}
+    ).wait_ready()
+    answer_one_call(ex)
+    assert set(thread_cpus(ex.proc.pid).values()) == {ALLOWED}
+    for pid in ex.workers():
+        assert cpus_of(Path(f"/proc/{pid}/status")) == ALLOWED
+
+
+def test_fixed_list_confines_the_executor_not_its_workers(
+    start_executor: Start, venvs: dict[str, Path]
+) -> None:
+    cpu = max(ALLOWED)
+    ex = start_executor(
+        [policy_entry("p", "header-policy", venvs["py312"])], "--executor-cpus", str(cpu)
+    ).wait_ready()
+    answer_one_call(ex)
+    assert set(thread_cpus(ex.proc.pid).values()) == {frozenset({cpu})}
+    for pid in ex.workers():
+        assert cpus_of(Path(f"/proc/{pid}/status")) == ALLOWED
+
+
+def test_unavailable_cpu_is_a_one_line_start_error(
+    start_executor: Start, venvs: dict[str, Path]
+) -> None:
+    bad = max(ALLOWED) + 1000
+    ex = start_executor(
+        [policy_entry("p", "header-policy", venvs["py312"])], "--executor-cpus", str(bad)
+    )
+    assert ex.proc.wait(60) == 2
+    lines = [line for line in ex.logs().splitlines() if "--executor-cpus" in line]
+    assert lines and f"CPU(s) {bad} are not available" in lines[0], ex.logs()
+    assert "Traceback" not in ex.logs()
+
+
+HOG = "import os, sys, time\nos.sched_setaffinity(0, {int(sys.argv[1])})\nend = time.monotonic() + float(sys.argv[2])\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def test_auto_moves_off_a_cpu_that_other_work_keeps_busy(
+    start_executor: Start, venvs: dict[str, Path]
+) -> None:
+    ex = start_executor([policy_entry("p", "header-policy", venvs["py312"])]).wait_ready()
+    (start,) = set(thread_cpus(ex.proc.pid).values())
+    (cpu,) = start
+    # Two busy loops pinned to the executor's CPU: it is saturated by other work now.
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG, str(cpu), "30"]) for _ in range(2)]
+    try:
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            now = set(thread_cpus(ex.proc.pid).values())
+            if now != {start}:
+                break
+            time.sleep(0.2)
+        assert len(now) == 1, now
+        (moved,) = now
+        assert moved != start and len(moved) == 1 and moved <= ALLOWED, (start, moved)
+        assert "is busy with other work: moving the executor" in ex.logs()
+        answer_one_call(ex)  # still serving after the move
+    finally:
+        for hog in hogs:
+            hog.send_signal(signal.SIGKILL)
+            hog.wait()
