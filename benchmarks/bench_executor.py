@@ -4,6 +4,10 @@ Everything runs side by side in one run on Unix sockets in a temporary directory
 
 * ``echo``      - a bare synchronous gRPC server whose ``ExecuteStream`` answers each request
   immediately (same service, same messages, same socket kind): the transport floor;
+* ``echo-1cpu`` - the same echo server confined to the executor's CPU: the executor keeps its
+  own threads on one CPU (``--executor-cpus auto``), which makes any Python gRPC server faster
+  here, so this row shows how much of the gap is left against an echo placed the same way
+  (reported, not a target; Linux with two or more CPUs only);
 * ``worker``    - the executor, trivial header policy, ``isolation: worker``;
 * ``per-call``  - the executor, same policy, ``isolation: per-call`` (fresh interpreter per call);
 * ``direct``    - the policy's ``on_request_headers`` called in this process (no gRPC, no hop).
@@ -62,9 +66,11 @@ POLICY = textwrap.dedent(
 
 ECHO_SERVER = textwrap.dedent(
     """
-    import sys
+    import os, sys
     from concurrent import futures
     sys.path.insert(0, sys.argv[2])
+    if len(sys.argv) > 3:  # confined to one CPU, like the executor's own threads
+        os.sched_setaffinity(0, {int(sys.argv[3])})
     import grpc
     from gateway_executor.proto import python_executor_pb2 as pb
     from gateway_executor.proto import python_executor_pb2_grpc as pb_grpc
@@ -237,6 +243,19 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> Non
         time.sleep(0.05)
 
 
+def _single_cpu(pid: int) -> int | None:
+    """The CPU ``pid`` is confined to, if exactly one (Linux ``/proc``), else None."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("Cpus_allowed_list:"):
+            value = line.split(":", 1)[1].strip()
+            return int(value) if value.isdigit() else None
+    return None
+
+
 def _loadavg() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -308,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             ("per-call", "sequential"),
             ("echo", conc),
             ("worker", conc),
+            ("echo-1cpu", "sequential"),
+            ("echo-1cpu", conc),
         )
     }
     load_before = _loadavg()
@@ -341,6 +362,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         procs.append(executor)
         _wait_file(ready, executor, 60)
+        pinned_cpu = _single_cpu(executor.pid)
+        echo1_sock = tmp / "echo1.sock"
+        if pinned_cpu is not None:
+            echo1 = subprocess.Popen(
+                [sys.executable, "-c", ECHO_SERVER, str(echo1_sock), str(ROOT), str(pinned_cpu)],
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+            procs.append(echo1)
+            assert echo1.stdout is not None
+            echo1.stdout.readline()
 
         # The same client code, channel options and socket kind for both servers.
         echo_client = ExecutorClient(str(echo_sock))
@@ -348,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         worker_iid = ex_client.init_policy("bench-worker", "v1.0.0").instance_id
         percall_iid = ex_client.init_policy("bench-per-call", "v1.0.0").instance_id
         targets = [("echo", echo_client.stream(), "x"), ("worker", ex_client.stream(), worker_iid)]
+        echo1_client = ExecutorClient(str(echo1_sock)) if pinned_cpu is not None else None
+        if echo1_client is not None:
+            targets.append(("echo-1cpu", echo1_client.stream(), "x"))
         for _, stream, iid in targets:  # warm both up before anything is timed
             run_sequential(stream, iid, 1, 0.0, 300)
         for rnd in range(args.rounds):
@@ -369,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         direct = run_direct(tmp / "policies", args.calls, args.seconds)
         echo_client.close()
         ex_client.close()
+        if echo1_client is not None:
+            echo1_client.close()
     finally:
         for p in procs:
             if p.poll() is None:
@@ -382,19 +419,24 @@ def main(argv: list[str] | None = None) -> int:
 
     order_rows = [
         ("echo", "sequential"),
+        ("echo-1cpu", "sequential"),
         ("worker", "sequential"),
         ("per-call", "sequential"),
         None,
         ("echo", conc),
+        ("echo-1cpu", conc),
         ("worker", conc),
     ]
     rows = [direct if k is None else results[k] for k in order_rows]
+    rows = [r for r in rows if r.calls]
     print(
         f"\nexecutor benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
         f"grpcio {grpc.__version__}, worker pool {args.workers}, one multiplexed stream, "
         f"{args.rounds} interleaved rounds"
     )
-    print(f"load average before {load_before}, after {load_after}\n")
+    print(f"load average before {load_before}, after {load_after}")
+    where = f"CPU {pinned_cpu}" if pinned_cpu is not None else "not confined"
+    print(f"executor's own threads: {where}\n")
     print(
         f"| {'path':<9} | {'callers':<13} | {'calls':>6} | {'median us':>9} | {'p99 us':>8} | "
         f"{'calls/s':>8} | {'errors':>6} |"
@@ -439,6 +481,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for label, ok, value in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {label}: {value}")
+    echo1_seq, echo1_c = results[("echo-1cpu", "sequential")], results[("echo-1cpu", conc)]
+    if echo1_seq.calls and echo1_c.calls:
+        print(
+            "INFO  worker vs the echo on one CPU too: "
+            f"{worker_seq.median_us / echo1_seq.median_us:.2f}x sequential, "
+            f"{worker_c.throughput / echo1_c.throughput:.0%} throughput ({args.callers} callers)"
+        )
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     # Missed targets are reported above; only wrong answers make the run fail.
