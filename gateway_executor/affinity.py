@@ -120,7 +120,6 @@ class Placement:
         self.allowed = allowed_cpus()
         #: The CPUs the executor is confined to now (empty: not confined).
         self.current: frozenset[int] = frozenset()
-        self.moves = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -128,7 +127,10 @@ class Placement:
     def apply(self) -> None:
         """Confine the executor per the policy (call once, early: later threads inherit)."""
         policy = self.policy
-        if policy.mode == "off" or not self.allowed:
+        if policy.mode == "off":
+            return
+        if not self.allowed:
+            log.warning("CPU placement is not available here; the executor runs unconfined")
             return
         if policy.mode == "fixed":
             bad = sorted(policy.cpus - self.allowed)
@@ -201,7 +203,6 @@ class Placement:
             target = pick_cpu(before, now, own_now - own_before, self.current, self.allowed)
             before, own_before = now, own_now
             if target is not None:
-                self.moves += 1
                 log.info("CPU %s is busy with other work: moving the executor", _fmt(self.current))
                 self._confine(frozenset({target}))
 
