@@ -12,12 +12,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway_executor.client import CallStream, ExecutorClient, build_request
+from gateway_executor.client import CallStream, ExecutorClient, build_request, cancel_request
 from gateway_executor.proto import python_executor_pb2 as pb
 
 REPO = Path(__file__).resolve().parents[3]
@@ -75,6 +76,30 @@ def echo_load(
     if any(t.is_alive() for t in threads):
         problems.append("a caller thread did not finish")
     return sum(done), problems
+
+
+def cancel_then_call(
+    stream: CallStream,
+    req: pb.StreamRequest,
+    pause_s: float,
+    reason: str,
+    follow_path: str,
+    timeout: float,
+) -> tuple[Future[pb.StreamResponse], pb.StreamResponse, float]:
+    """Submit header call ``req``, cancel it after ``pause_s``, then make a follow-up call on the
+    same instance (path ``follow_path``); returns (the cancelled call's future, the follow-up's
+    response, seconds from the cancel to that response)."""
+    fut = stream.submit(req)
+    time.sleep(pause_s)
+    stream.submit(cancel_request(req.request_id, pb.PHASE_REQUEST_HEADERS, reason))
+    t0 = time.monotonic()
+    follow = stream.call(
+        build_request(
+            "request_headers", instance_id=req.instance_id, request={"path": follow_path}
+        ),
+        timeout,
+    )
+    return fut, follow, time.monotonic() - t0
 
 
 def find_python(version: str) -> str | None:

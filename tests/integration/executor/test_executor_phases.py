@@ -7,10 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RunningExecutor, alive, echo_load, headers_set, policy_entry
+from conftest import (
+    RunningExecutor,
+    alive,
+    cancel_then_call,
+    echo_load,
+    headers_set,
+    policy_entry,
+)
 
 from gateway_executor import translate
-from gateway_executor.client import build_request, cancel_request
+from gateway_executor.client import build_request
 from gateway_executor.proto import python_executor_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -230,16 +237,10 @@ def test_cancellation_drops_the_response_and_tells_the_policy(ex: RunningExecuto
     iid = init(ex, "slow")  # one worker: the next call waits for the cancelled one to stop
     stream = ex.client.stream()
     req = build_request("request_headers", instance_id=iid, request={"path": "/sleep/8"})
-    fut = stream.submit(req)
-    time.sleep(0.5)
-    stream.submit(cancel_request(req.request_id, pb.PHASE_REQUEST_HEADERS, "client went away"))
-    t0 = time.monotonic()
-    follow = stream.call(
-        build_request("request_headers", instance_id=iid, request={"path": "/ok"}), 20
-    )
+    fut, follow, elapsed = cancel_then_call(stream, req, 0.5, "client went away", "/ok", 20)
     # The policy saw is_cancelled() and returned early, freeing its only worker quickly.
     assert follow.WhichOneof("payload") == "request_header_action"
-    assert time.monotonic() - t0 < 3
+    assert elapsed < 3
     time.sleep(0.3)
     assert not fut.done(), "a cancelled call must not be answered"
     stream.forget(req.request_id)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningExecutor, policy_entry
+from conftest import RunningExecutor, cancel_then_call, policy_entry
 
 from gateway_executor.client import build_request, cancel_request
 from gateway_executor.proto import python_executor_pb2 as pb
@@ -60,16 +60,10 @@ def test_a_cancelled_queued_call_is_never_answered_and_the_queue_moves_on(
 ) -> None:
     _ex, iid, stream, busy = busy_single_worker(start_executor, venvs, 1)
     queued = build_request("request_headers", instance_id=iid, request={"path": "/sleep/5"})
-    waiting = stream.submit(queued)
-    time.sleep(0.1)
-    stream.submit(cancel_request(queued.request_id, pb.PHASE_REQUEST_HEADERS, "client left"))
-    t0 = time.monotonic()
-    follow = stream.call(
-        build_request("request_headers", instance_id=iid, request={"path": "/after"}), 10
-    )
+    waiting, follow, elapsed = cancel_then_call(stream, queued, 0.1, "client left", "/after", 10)
     # Served right after the busy call: the cancelled one (5 s) never ran in between.
     assert follow.WhichOneof("payload") == "request_header_action", follow
-    assert time.monotonic() - t0 < 2.5
+    assert elapsed < 2.5
     assert slept(busy.result(10))
     time.sleep(0.3)
     assert not waiting.done(), "a cancelled call must not be answered"
