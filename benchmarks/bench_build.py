@@ -36,14 +36,14 @@ from pathlib import Path
 
 import docker
 
-from gateway_builder import cli, options
+from gateway_builder import cli, defaults
 from gateway_builder.dockerd import ensure_engine
 from gateway_builder.image import BuiltImage, build_image
 from gateway_builder.plan import BuildPlan
 from gateway_builder.render import render_from_args
 from gateway_builder.ui import UI
 
-REPO = options.REPO_DIR
+REPO = defaults.REPO_DIR
 CHANGED_POLICY = "prompt-guard"
 WHEEL_CACHE = Path(
     os.environ.get("GWB_BENCH_CACHE", Path.home() / ".cache" / "gateway-builder-bench")
@@ -176,7 +176,7 @@ def shared_context(plan: BuildPlan, ours: Path, out: Path) -> Path:
             python=base.executable,
             pip=pip,
             runtime_image=plan.bases.runtime,
-            uid=options.RUNTIME_UID,
+            uid=defaults.RUNTIME_UID,
         )
     )
     return out

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway_builder import options  # noqa: E402
+from gateway_builder import defaults  # noqa: E402
 from gateway_builder.cache import Cache  # noqa: E402
 from gateway_builder.cli import main  # noqa: E402
 from gateway_builder.resolve import ResolveRequest, dedupe, get_resolver  # noqa: E402
@@ -55,7 +55,7 @@ def _lock(cache: Path, lock_file: Path, resolver: str, what: str) -> None:
             [
                 "lock",
                 "--python-build-file",
-                str(ROOT / options.DEFAULT_PYTHON_BUILD_FILE),
+                str(ROOT / defaults.DEFAULT_PYTHON_BUILD_FILE),
                 "--lock-file",
                 str(lock_file),
                 "--cache-dir",
@@ -82,7 +82,7 @@ def noop_relock(cache: Path, lock_file: Path, resolver: str) -> None:
 def resolve_dozen(cache: Path, resolver: str) -> int:
     request = ResolveRequest(
         label="bench policy",
-        requirements=dedupe([*DOZEN, options.SDK_REQUIREMENT]),
+        requirements=dedupe([*DOZEN, defaults.SDK_REQUIREMENT]),
         python_version="3.11",
         platform="x86_64",
     )

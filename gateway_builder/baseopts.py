@@ -1,6 +1,6 @@
 """Choosing the base images of the Dockerfile from the command line.
 
-* Default: the upstream images of ``gateway.version`` (options.py); ``--registry-mirror PFX``
+* Default: the upstream images of ``gateway.version`` (defaults.py); ``--registry-mirror PFX``
   rewrites every default (never an explicit image).
 * Per-image overrides: ``--builder-image IMG``, ``--runtime-image IMG``,
   ``--python-image VERSION=IMG`` (repeatable). A Python image must have the official layout
@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.errors import InputError
 from gateway_builder.plan import BaseImages, PythonBase
 from gateway_builder.ui import UI
@@ -35,10 +35,10 @@ def parse_python_images(values: Sequence[str]) -> dict[str, str]:
             raise InputError(
                 f"--python-image {value!r}: expected VERSION=IMAGE, e.g. 3.12=python:3.12-slim"
             )
-        if version not in options.SUPPORTED_PYTHONS:
+        if version not in defaults.SUPPORTED_PYTHONS:
             raise InputError(
                 f"--python-image {value!r}: Python {version} is not supported "
-                f"({', '.join(options.SUPPORTED_PYTHONS)})"
+                f"({', '.join(defaults.SUPPORTED_PYTHONS)})"
             )
         if version in out and out[version] != image:
             raise InputError(f"--python-image: two images for Python {version}")
@@ -67,15 +67,16 @@ def upstream_bases(
     python_images = dict(python_images or {})
     pythons = tuple(
         official_python_base(
-            v, python_images.get(v) or options.with_mirror(options.upstream_python_image(v), mirror)
+            v,
+            python_images.get(v) or defaults.with_mirror(defaults.upstream_python_image(v), mirror),
         )
         for v in _sorted_versions(versions)
     )
-    builder = builder_image or options.with_mirror(
-        options.upstream_builder_image(gateway_version), mirror
+    builder = builder_image or defaults.with_mirror(
+        defaults.upstream_builder_image(gateway_version), mirror
     )
-    runtime = runtime_image or options.with_mirror(
-        options.upstream_runtime_image(gateway_version), mirror
+    runtime = runtime_image or defaults.with_mirror(
+        defaults.upstream_runtime_image(gateway_version), mirror
     )
     return BaseImages(
         engine_builder=None if prebuilt_engine else builder, pythons=pythons, runtime=runtime
@@ -104,7 +105,7 @@ def apply_overrides(
         out = replace(
             out,
             engine_builder=builder_image,
-            engine_builder_command=options.UPSTREAM_ENGINE_BUILDER_COMMAND,
+            engine_builder_command=defaults.UPSTREAM_ENGINE_BUILDER_COMMAND,
         )
     return out
 
@@ -119,7 +120,7 @@ def _gateway_version(args: argparse.Namespace) -> str:
 
     manifests = load_manifests(*resolve_manifest_paths(args))
     version = getattr(manifests, "gateway_version", None)
-    return str(version or options.DEFAULT_GATEWAY_VERSION)
+    return str(version or defaults.DEFAULT_GATEWAY_VERSION)
 
 
 def bases_chooser(args: argparse.Namespace, ui: UI) -> Chooser:

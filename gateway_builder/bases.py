@@ -37,7 +37,7 @@ from typing import IO, Any
 import docker
 from docker.errors import DockerException
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.dockerd import ensure_host_tool, image_exists, stream_build
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.plan import BaseImages, PythonBase
@@ -46,12 +46,12 @@ LogFn = Callable[[str], None]
 
 #: Bump when the way images are assembled changes in code (not in assets): new keys for all.
 BASES_FORMAT = 1
-ASSETS_DIR = options.PACKAGE_DIR / "assets" / "bases"
+ASSETS_DIR = defaults.PACKAGE_DIR / "assets" / "bases"
 #: Python version served by Debian's own package (bookworm) instead of a copied prefix.
 DEBIAN_PYTHON = "3.11"
 KIND_LABEL = "io.gateway-builder.local-base"
 KEY_LABEL = "io.gateway-builder.local-base.key"
-STANDIN_NOTE_LABEL = f"{options.STANDIN_LABEL}.note"
+STANDIN_NOTE_LABEL = f"{defaults.STANDIN_LABEL}.note"
 STANDIN_NOTE = (
     "router (/usr/local/bin/envoy) and policy engine are gateway-builder stand-ins, "
     "not Envoy or the upstream policy engine"
@@ -82,7 +82,7 @@ def content_key(parts: Mapping[str, Any]) -> str:
 
 def local_tag(kind: str, key: str) -> str:
     """``gateway-builder-local/<kind>:<key>``."""
-    return f"{options.LOCAL_BASE_REPO}/{kind}:{key}"
+    return f"{defaults.LOCAL_BASE_REPO}/{kind}:{key}"
 
 
 def asset_digests(directory: Path) -> dict[str, str]:
@@ -98,9 +98,9 @@ def asset_digests(directory: Path) -> dict[str, str]:
 
 def check_python_version(version: str) -> str:
     """``version`` if it is a supported ``X.Y``; InputError otherwise."""
-    if not _VERSION_RE.match(version) or version not in options.SUPPORTED_PYTHONS:
+    if not _VERSION_RE.match(version) or version not in defaults.SUPPORTED_PYTHONS:
         raise InputError(
-            f"--python {version}: expected one of {', '.join(options.SUPPORTED_PYTHONS)}"
+            f"--python {version}: expected one of {', '.join(defaults.SUPPORTED_PYTHONS)}"
         )
     return version
 
@@ -371,10 +371,10 @@ class _Builder:
         key = content_key(
             {
                 "kind": "debian",
-                "suite": options.LOCAL_DEBIAN_SUITE,
-                "variant": options.LOCAL_DEBIAN_VARIANT,
-                "mirror": options.LOCAL_DEBIAN_MIRROR,
-                "security_mirror": options.LOCAL_DEBIAN_SECURITY_MIRROR,
+                "suite": defaults.LOCAL_DEBIAN_SUITE,
+                "variant": defaults.LOCAL_DEBIAN_VARIANT,
+                "mirror": defaults.LOCAL_DEBIAN_MIRROR,
+                "security_mirror": defaults.LOCAL_DEBIAN_SECURITY_MIRROR,
                 "overlay": asset_digests(overlay),
             }
         )
@@ -417,12 +417,12 @@ class _Builder:
     def _debootstrap(self, debootstrap: str, rootfs: Path) -> None:
         cmd = [
             debootstrap,
-            f"--variant={options.LOCAL_DEBIAN_VARIANT}",
-            options.LOCAL_DEBIAN_SUITE,
+            f"--variant={defaults.LOCAL_DEBIAN_VARIANT}",
+            defaults.LOCAL_DEBIAN_SUITE,
             str(rootfs),
-            options.LOCAL_DEBIAN_MIRROR,
+            defaults.LOCAL_DEBIAN_MIRROR,
         ]
-        self.log(f"debian: {' '.join(cmd[:1] + cmd[1:3])} ... ({options.LOCAL_DEBIAN_MIRROR})")
+        self.log(f"debian: {' '.join(cmd[:1] + cmd[1:3])} ... ({defaults.LOCAL_DEBIAN_MIRROR})")
         tail: deque[str] = deque(maxlen=40)
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
@@ -496,7 +496,7 @@ class _Builder:
     def python_from_prefix(self, debian: str, version: str, prefix: Path) -> PythonBase:
         prefix = validate_prefix(prefix, version)
         entries = prefix_entries(prefix, version)
-        root = f"{options.LOCAL_PYTHON_ROOT}/{version}"
+        root = f"{defaults.LOCAL_PYTHON_ROOT}/{version}"
         tag = self.dockerfile_image(
             f"python{version}",
             "python-prefix",
@@ -504,7 +504,7 @@ class _Builder:
             buildargs={
                 "PY_VERSION": version,
                 "PY_ROOT": root,
-                "PYTHON_RUNTIME_PACKAGES": " ".join(options.LOCAL_PYTHON_RUNTIME_PACKAGES),
+                "PYTHON_RUNTIME_PACKAGES": " ".join(defaults.LOCAL_PYTHON_RUNTIME_PACKAGES),
             },
             labels={f"{KIND_LABEL}.python-prefix": str(prefix)},
             prefix=entries,
@@ -518,14 +518,14 @@ class _Builder:
             "runtime",
             debian,
             buildargs={
-                "PYTHON_RUNTIME_PACKAGES": " ".join(options.LOCAL_PYTHON_RUNTIME_PACKAGES),
-                "RUNTIME_USER": options.RUNTIME_USER,
-                "RUNTIME_UID": str(options.RUNTIME_UID),
-                "SOCKET_DIR": options.SOCKET_DIR,
-                "ENVOY_BINARY": options.ENVOY_BINARY,
-                "ENVOY_CONFIG": options.ENVOY_CONFIG,
+                "PYTHON_RUNTIME_PACKAGES": " ".join(defaults.LOCAL_PYTHON_RUNTIME_PACKAGES),
+                "RUNTIME_USER": defaults.RUNTIME_USER,
+                "RUNTIME_UID": str(defaults.RUNTIME_UID),
+                "SOCKET_DIR": defaults.SOCKET_DIR,
+                "ENVOY_BINARY": defaults.ENVOY_BINARY,
+                "ENVOY_CONFIG": defaults.ENVOY_CONFIG,
             },
-            labels={options.STANDIN_LABEL: "true", STANDIN_NOTE_LABEL: STANDIN_NOTE},
+            labels={defaults.STANDIN_LABEL: "true", STANDIN_NOTE_LABEL: STANDIN_NOTE},
         )
 
     def engine_builder(self, debian: str) -> str:
@@ -534,7 +534,7 @@ class _Builder:
             "engine-builder",
             debian,
             buildargs={},
-            labels={options.STANDIN_LABEL: "true", STANDIN_NOTE_LABEL: STANDIN_NOTE},
+            labels={defaults.STANDIN_LABEL: "true", STANDIN_NOTE_LABEL: STANDIN_NOTE},
         )
 
 
@@ -558,11 +558,11 @@ def _unmount_below(root: Path) -> None:
 
 def _configure_rootfs(rootfs: Path, overlay: Path) -> None:
     """apt sources (plain HTTP), apt/dpkg settings, and no caches, docs or host files."""
-    suite = options.LOCAL_DEBIAN_SUITE
+    suite = defaults.LOCAL_DEBIAN_SUITE
     (rootfs / "etc/apt/sources.list").write_text(
-        f"deb {options.LOCAL_DEBIAN_MIRROR} {suite} main\n"
-        f"deb {options.LOCAL_DEBIAN_MIRROR} {suite}-updates main\n"
-        f"deb {options.LOCAL_DEBIAN_SECURITY_MIRROR} {suite}-security main\n"
+        f"deb {defaults.LOCAL_DEBIAN_MIRROR} {suite} main\n"
+        f"deb {defaults.LOCAL_DEBIAN_MIRROR} {suite}-updates main\n"
+        f"deb {defaults.LOCAL_DEBIAN_SECURITY_MIRROR} {suite}-security main\n"
     )
     for path in sorted(overlay.rglob("*")):
         target = rootfs / path.relative_to(overlay)
@@ -705,7 +705,7 @@ def _human(report: BasesReport) -> str:
     ]
     lines.append(
         "router and policy engine in these bases are stand-ins (label "
-        f"{options.STANDIN_LABEL}=true)"
+        f"{defaults.STANDIN_LABEL}=true)"
     )
     return "\n".join(lines)
 
@@ -724,7 +724,7 @@ def command(args: argparse.Namespace, ui: Any) -> dict[str, Any]:
         raise InputError(f"bases {action}: unknown action (expected: build)")
     log = _log_fn(ui)
     prefixes = parse_prefix_args(getattr(args, "python_prefix", None) or [])
-    requested = list(getattr(args, "pythons", None) or []) or [options.DEFAULT_PYTHON]
+    requested = list(getattr(args, "pythons", None) or []) or [defaults.DEFAULT_PYTHON]
     versions = [check_python_version(v) for v in requested]
     for version in prefixes:
         if version not in versions:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.errors import InputError
 
 _CHUNK = 1 << 20
@@ -50,7 +50,7 @@ def sha256_text(text: str) -> str:
 
 def default_cache_dir() -> Path:
     """``$GATEWAY_BUILDER_CACHE_DIR`` if set, else the platform's user cache dir."""
-    env = os.environ.get(options.CACHE_ENV)
+    env = os.environ.get(defaults.CACHE_ENV)
     if env:
         return Path(env).expanduser()
     return Path(platformdirs.user_cache_dir("gateway-builder"))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway_builder import __version__, options
+from gateway_builder import __version__, defaults
 from gateway_builder.errors import GatewayBuilderError, InputError
 from gateway_builder.redact import redact_text
 from gateway_builder.ui import UI
@@ -71,13 +71,13 @@ def _manifest_flags() -> argparse.ArgumentParser:
         "--build-file",
         type=Path,
         default=None,
-        help=f"the Go manifest (default: {options.DEFAULT_BUILD_FILE} if present)",
+        help=f"the Go manifest (default: {defaults.DEFAULT_BUILD_FILE} if present)",
     )
     p.add_argument(
         "--python-build-file",
         type=Path,
         default=None,
-        help=f"the Python manifest (default: {options.DEFAULT_PYTHON_BUILD_FILE} if present)",
+        help=f"the Python manifest (default: {defaults.DEFAULT_PYTHON_BUILD_FILE} if present)",
     )
     return p
 
@@ -97,14 +97,14 @@ def _lock_flags() -> argparse.ArgumentParser:
         "--lock-file",
         type=Path,
         default=None,
-        help=f"lock file (default: {options.LOCK_FILE_NAME} next to python-build.yaml)",
+        help=f"lock file (default: {defaults.LOCK_FILE_NAME} next to python-build.yaml)",
     )
-    p.add_argument("--resolver", choices=options.RESOLVERS, default=options.DEFAULT_RESOLVER)
+    p.add_argument("--resolver", choices=defaults.RESOLVERS, default=defaults.DEFAULT_RESOLVER)
     p.add_argument(
         "--platform",
         dest="platforms",
         action="append",
-        choices=options.PLATFORMS,
+        choices=defaults.PLATFORMS,
         default=None,
         help="target architecture to lock for (repeatable; x86_64 is always included)",
     )
@@ -146,7 +146,7 @@ def _render_flags() -> argparse.ArgumentParser:
         "--tini",
         default=None,
         metavar="PATH",
-        help=f"tini in the runtime base image (default: {options.TINI_PATH})",
+        help=f"tini in the runtime base image (default: {defaults.TINI_PATH})",
     )
     p.add_argument(
         "--label", action="append", default=[], metavar="KEY=VALUE", help="extra image label"
@@ -170,14 +170,14 @@ def resolve_manifest_paths(args: argparse.Namespace) -> tuple[Path | None, Path 
     build = args.build_file
     python_build = args.python_build_file
     if build is None and python_build is None:
-        if options.DEFAULT_BUILD_FILE.exists():
-            build = options.DEFAULT_BUILD_FILE
-        if options.DEFAULT_PYTHON_BUILD_FILE.exists():
-            python_build = options.DEFAULT_PYTHON_BUILD_FILE
+        if defaults.DEFAULT_BUILD_FILE.exists():
+            build = defaults.DEFAULT_BUILD_FILE
+        if defaults.DEFAULT_PYTHON_BUILD_FILE.exists():
+            python_build = defaults.DEFAULT_PYTHON_BUILD_FILE
         if build is None and python_build is None:
             raise InputError(
-                f"no manifests found: expected {options.DEFAULT_BUILD_FILE} and/or "
-                f"{options.DEFAULT_PYTHON_BUILD_FILE}, or pass --build-file / --python-build-file"
+                f"no manifests found: expected {defaults.DEFAULT_BUILD_FILE} and/or "
+                f"{defaults.DEFAULT_PYTHON_BUILD_FILE}, or pass --build-file / --python-build-file"
             )
     return build, python_build
 
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--timeout",
         type=float,
-        default=options.SMOKE_READY_TIMEOUT_S,
+        default=defaults.SMOKE_READY_TIMEOUT_S,
         help="seconds the three processes get to report ready",
     )
     sp.add_argument(

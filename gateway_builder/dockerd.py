@@ -21,7 +21,7 @@ import docker
 import requests
 from docker.errors import APIError, DockerException
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.errors import BuildError
 from gateway_builder.redact import redact_text, redact_url
 
@@ -34,15 +34,15 @@ def _quiet(_: str) -> None:
 
 def docker_host() -> str:
     """The engine address in use: ``DOCKER_HOST`` or the local socket."""
-    return os.environ.get("DOCKER_HOST") or options.DOCKER_DEFAULT_HOST
+    return os.environ.get("DOCKER_HOST") or defaults.DOCKER_DEFAULT_HOST
 
 
-def docker_client(*, timeout: int = options.DOCKER_API_TIMEOUT_S) -> docker.DockerClient:
+def docker_client(*, timeout: int = defaults.DOCKER_API_TIMEOUT_S) -> docker.DockerClient:
     """A Docker SDK client for ``DOCKER_HOST`` (default: the local socket); BuildError if none answers."""
     try:
         if os.environ.get("DOCKER_HOST"):
             return docker.from_env(timeout=timeout)
-        return docker.DockerClient(base_url=options.DOCKER_DEFAULT_HOST, timeout=timeout)
+        return docker.DockerClient(base_url=defaults.DOCKER_DEFAULT_HOST, timeout=timeout)
     except DockerException as exc:
         raise BuildError(
             f"no container engine answers at {redact_url(docker_host())}: {_first_line(exc)}"
@@ -71,7 +71,7 @@ def can_start_local_engine() -> bool:
     return (
         sys.platform.startswith("linux")
         and os.geteuid() == 0
-        and docker_host() == options.DOCKER_DEFAULT_HOST
+        and docker_host() == defaults.DOCKER_DEFAULT_HOST
     )
 
 
@@ -106,7 +106,7 @@ def ensure_host_tool(command: str, package: str, *, log: LogFn = _quiet) -> str:
 def _start_dockerd(log: LogFn, timeout: float) -> None:
     if shutil.which("dockerd") is None or not Path("/usr/bin/docker").exists():
         apt_install(["docker.io"], log=log)
-    log_path = Path(options.DOCKERD_LOG)
+    log_path = Path(defaults.DOCKERD_LOG)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log(f"starting dockerd (log: {log_path})")
     with log_path.open("ab") as out:
@@ -131,7 +131,7 @@ def _start_dockerd(log: LogFn, timeout: float) -> None:
 
 
 def ensure_engine(
-    *, log: LogFn = _quiet, start_timeout: float = options.DOCKER_START_TIMEOUT_S
+    *, log: LogFn = _quiet, start_timeout: float = defaults.DOCKER_START_TIMEOUT_S
 ) -> docker.DockerClient:
     """A client for a running engine, starting a local dockerd first when none answers.
 

@@ -26,7 +26,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.cache import Cache, sha256_text
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.fetch_git import fetch_git
@@ -47,7 +47,7 @@ from gateway_builder.ui import UI
 Kind = Literal["simple", "packaged"]
 SourceType = Literal["git", "pip", "path"]
 #: Timestamp given to wheel builds of path sources (1980-01-01, the zip epoch).
-PATH_BUILD_EPOCH = options.DEFAULT_SOURCE_DATE_EPOCH
+PATH_BUILD_EPOCH = defaults.DEFAULT_SOURCE_DATE_EPOCH
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ class _Source:
     moved_from: str | None = None
     wheel: Path | None = None  # index sources: the downloaded or built wheel
     source_file: str | None = None
-    epoch: int = options.DEFAULT_SOURCE_DATE_EPOCH
+    epoch: int = defaults.DEFAULT_SOURCE_DATE_EPOCH
 
 
 def _fetch_git(
@@ -328,7 +328,7 @@ def _fetch_index(
                 what=what,
                 python_version=spec.python or spec.default_python,
                 index_url=src.index_url,
-                source_date_epoch=options.DEFAULT_SOURCE_DATE_EPOCH,
+                source_date_epoch=defaults.DEFAULT_SOURCE_DATE_EPOCH,
                 is_sdist=True,
             ),
         )
@@ -416,14 +416,14 @@ def fetch_policy(
         package_dir = tree / info.top_level
         definition_dir = package_dir
         if (
-            not (definition_dir / options.POLICY_DEFINITION_FILE).is_file()
-            and (got.root / options.POLICY_DEFINITION_FILE).is_file()
+            not (definition_dir / defaults.POLICY_DEFINITION_FILE).is_file()
+            and (got.root / defaults.POLICY_DEFINITION_FILE).is_file()
             and got.wheel is None
         ):
             definition_dir = got.root
-        policy_py = package_dir / f"{options.POLICY_ENTRY_MODULE}.py"
+        policy_py = package_dir / f"{defaults.POLICY_ENTRY_MODULE}.py"
         kind: Kind = "packaged"
-        module = f"{info.top_level}.{options.POLICY_ENTRY_MODULE}"
+        module = f"{info.top_level}.{defaults.POLICY_ENTRY_MODULE}"
         package_dir_name = info.top_level
         requirements = info.requires_dist
         artifact: PolicyArtifact | None = PolicyArtifact(wheel.name, sha, wheel)
@@ -432,9 +432,9 @@ def fetch_policy(
     else:
         kind = "simple"
         package_dir_name = spec.name.replace("-", "_")
-        module = f"{package_dir_name}.{options.POLICY_ENTRY_MODULE}"
+        module = f"{package_dir_name}.{defaults.POLICY_ENTRY_MODULE}"
         definition_dir = got.root
-        policy_py = got.root / f"{options.POLICY_ENTRY_MODULE}.py"
+        policy_py = got.root / f"{defaults.POLICY_ENTRY_MODULE}.py"
         requirements = read_requirements_txt(got.root / "requirements.txt", what)
         artifact = None
         source_dir = got.root
@@ -444,10 +444,10 @@ def fetch_policy(
     python_version = (
         spec.python or read_python_version(version_folders, what) or spec.default_python
     )
-    if python_version not in options.SUPPORTED_PYTHONS:
+    if python_version not in defaults.SUPPORTED_PYTHONS:
         raise InputError(
             f"{what}: Python {python_version} is not supported "
-            f"(expected one of {', '.join(options.SUPPORTED_PYTHONS)})"
+            f"(expected one of {', '.join(defaults.SUPPORTED_PYTHONS)})"
         )
     return FetchedPolicy(
         name=spec.name,

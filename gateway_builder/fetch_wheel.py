@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.cache import Cache
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.pyindex import default_index_url
@@ -59,7 +59,7 @@ def read_wheel(path: Path, what: str) -> WheelInfo:
             PurePosixPath(n).parts[0]
             for n in names
             if len(PurePosixPath(n).parts) == 2
-            and PurePosixPath(n).parts[1] == f"{options.POLICY_ENTRY_MODULE}.py"
+            and PurePosixPath(n).parts[1] == f"{defaults.POLICY_ENTRY_MODULE}.py"
         }
     )
     top = next((d for d in declared if d in with_policy), None)
@@ -67,7 +67,7 @@ def read_wheel(path: Path, what: str) -> WheelInfo:
         if not with_policy:
             raise InputError(
                 f"{what}: {path.name} has no top-level package containing "
-                f"{options.POLICY_ENTRY_MODULE}.py"
+                f"{defaults.POLICY_ENTRY_MODULE}.py"
             )
         if len(with_policy) > 1:
             raise InputError(

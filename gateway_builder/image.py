@@ -21,7 +21,7 @@ from typing import Any
 import docker
 from docker.utils import parse_repository_tag
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.dockerd import ensure_engine, stream_build
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.render import MARKER
@@ -33,7 +33,7 @@ STANDIN_WARNING = (
     "--bases local: the router (/usr/local/bin/envoy) and the policy engine in this image are "
     "gateway-builder STAND-INS, not Envoy or the upstream policy engine. The image runs your "
     "Python policies for real; do not deploy it as a gateway "
-    f"(label {options.STANDIN_LABEL}=true)."
+    f"(label {defaults.STANDIN_LABEL}=true)."
 )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from gateway_builder import __version__, options
+from gateway_builder import __version__, defaults
 from gateway_builder.cache import Cache, atomic_write_bytes, sha256_text
 from gateway_builder.errors import InputError, StaleLockError
 from gateway_builder.fetch import FetchedPolicy, SourcePin, canonical_json, read_requirements_txt
@@ -48,7 +48,7 @@ __all__ = [
 class LockOptions:
     """How to lock (the CLI flags of ``lock``)."""
 
-    resolver: str = options.DEFAULT_RESOLVER
+    resolver: str = defaults.DEFAULT_RESOLVER
     platforms: tuple[str, ...] = ()
     upgrade: bool = False
     upgrade_policies: tuple[str, ...] = ()
@@ -76,8 +76,8 @@ class LockResult:
 def default_lock_path(manifests: Manifests) -> Path:
     """``python-build.lock`` next to python-build.yaml (else next to build.yaml)."""
     anchor = manifests.python_build_file or manifests.build_file
-    folder = anchor.parent if anchor is not None else options.DEFAULT_MANIFEST_DIR
-    return folder / options.LOCK_FILE_NAME
+    folder = anchor.parent if anchor is not None else defaults.DEFAULT_MANIFEST_DIR
+    return folder / defaults.LOCK_FILE_NAME
 
 
 def executor_requirements_path() -> Path:
@@ -86,8 +86,8 @@ def executor_requirements_path() -> Path:
     if spec is not None and spec.submodule_search_locations:
         folder = Path(next(iter(spec.submodule_search_locations)))
     else:
-        folder = options.REPO_DIR / "gateway_executor"
-    return folder / options.EXECUTOR_REQUIREMENTS_FILE
+        folder = defaults.REPO_DIR / "gateway_executor"
+    return folder / defaults.EXECUTOR_REQUIREMENTS_FILE
 
 
 def read_executor_requirements(path: Path | None = None) -> tuple[str, ...]:
@@ -129,7 +129,7 @@ def _env_digest(
 
 def policy_requirements(fetched: FetchedPolicy) -> tuple[str, ...]:
     """A policy's resolver input: its own requirements plus the SDK."""
-    return dedupe([*fetched.requirements, options.SDK_REQUIREMENT])
+    return dedupe([*fetched.requirements, defaults.SDK_REQUIREMENT])
 
 
 def policy_input_digest(fetched: FetchedPolicy, platforms: Sequence[str]) -> str:
@@ -156,7 +156,7 @@ def manifest_digest(
         {
             "policies": sorted([f.name, f.spec_digest] for f in fetched),
             "platforms": sorted(platforms),
-            "sdk": options.SDK_REQUIREMENT,
+            "sdk": defaults.SDK_REQUIREMENT,
             "executor": list(executor_in),
             "installer": list(installer_in),
         }
@@ -218,10 +218,10 @@ def lock_policies(
     if unknown:
         raise InputError(f"--upgrade-policy: no Python policy named {', '.join(unknown)}")
     platforms = sorted(
-        {options.DEFAULT_PLATFORM, *opts.platforms, *(previous.platforms if previous else ())}
+        {defaults.DEFAULT_PLATFORM, *opts.platforms, *(previous.platforms if previous else ())}
     )
     executor_in = dedupe(executor_requirements or read_executor_requirements())
-    installer_in = dedupe(options.INSTALLER_REQUIREMENTS)
+    installer_in = dedupe(defaults.INSTALLER_REQUIREMENTS)
     upgrade_pkgs = tuple(str(canonicalize_name(p)) for p in opts.upgrade_packages)
 
     def task(
@@ -241,20 +241,20 @@ def lock_policies(
         return _EnvTask(label, python, reqs, index, digest, prev, upgrade, touched)
 
     tasks: dict[str, _EnvTask] = {}
-    inst_digest = _digest(_env_digest(options.INSTALLER_PYTHON, installer_in, platforms))
+    inst_digest = _digest(_env_digest(defaults.INSTALLER_PYTHON, installer_in, platforms))
     tasks["installer"] = task(
         "the installer",
-        options.INSTALLER_PYTHON,
+        defaults.INSTALLER_PYTHON,
         installer_in,
         None,
         inst_digest,
         previous.installer if previous else None,
         opts.upgrade,
     )
-    exec_digest = _digest(_env_digest(options.DEFAULT_PYTHON, executor_in, platforms))
+    exec_digest = _digest(_env_digest(defaults.DEFAULT_PYTHON, executor_in, platforms))
     tasks["executor"] = task(
         "the executor",
-        options.DEFAULT_PYTHON,
+        defaults.DEFAULT_PYTHON,
         executor_in,
         None,
         exec_digest,
@@ -348,7 +348,7 @@ def lock_policies(
         resolver_version=resolver.version,
         manifest_digest=manifest_digest(fetched, platforms, executor_in, installer_in),
         platforms=tuple(platforms),
-        sdk_requirement=options.SDK_REQUIREMENT,
+        sdk_requirement=defaults.SDK_REQUIREMENT,
         installer=env(tasks["installer"]),
         executor=env(tasks["executor"]),
         policies=tuple(policies),
@@ -437,7 +437,7 @@ def check_lock(
 def options_from_args(args: argparse.Namespace) -> LockOptions:
     """LockOptions from the ``lock`` command line."""
     return LockOptions(
-        resolver=getattr(args, "resolver", None) or options.DEFAULT_RESOLVER,
+        resolver=getattr(args, "resolver", None) or defaults.DEFAULT_RESOLVER,
         platforms=tuple(getattr(args, "platforms", None) or ()),
         upgrade=bool(getattr(args, "upgrade", False)),
         upgrade_policies=tuple(getattr(args, "upgrade_policy", None) or ()),

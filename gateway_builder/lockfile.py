@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.errors import InputError
 from gateway_builder.plan import LockedRequirement
 
@@ -267,7 +267,7 @@ class _Reader:
         if not isinstance(raw, dict):
             raise self.fail(f"{where}.packages", "expected a table of platforms")
         for platform, entries in raw.items():
-            if platform not in options.PLATFORMS or not isinstance(entries, list):
+            if platform not in defaults.PLATFORMS or not isinstance(entries, list):
                 raise self.fail(f"{where}.packages.{platform}", "unknown platform")
             pkgs = []
             for i, entry in enumerate(entries):

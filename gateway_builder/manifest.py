@@ -15,7 +15,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.errors import InputError, ManifestError
 from gateway_builder.redact import redact_url
 from gateway_builder.yamlpos import PathKey, Positions, format_path, load_yaml
@@ -37,9 +37,9 @@ def _check_name(value: str) -> str:
 
 
 def _check_python(value: str) -> str:
-    if value not in options.SUPPORTED_PYTHONS:
+    if value not in defaults.SUPPORTED_PYTHONS:
         raise ValueError(
-            f"expected a Python version, one of {', '.join(options.SUPPORTED_PYTHONS)}"
+            f"expected a Python version, one of {', '.join(defaults.SUPPORTED_PYTHONS)}"
         )
     return value
 
@@ -124,11 +124,11 @@ class BuildManifest(_Strict):
 class Defaults(_Strict):
     """Defaults applied to every Python policy."""
 
-    python: str = options.DEFAULT_PYTHON
+    python: str = defaults.DEFAULT_PYTHON
     failure_mode: FailureMode = "fail"
-    timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] = options.DEFAULT_TIMEOUT_MS
+    timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] = defaults.DEFAULT_TIMEOUT_MS
     isolation: Isolation = "worker"
-    workers: Annotated[int, Field(ge=1, le=64)] = options.DEFAULT_WORKERS
+    workers: Annotated[int, Field(ge=1, le=64)] = defaults.DEFAULT_WORKERS
 
     @field_validator("python")
     @classmethod
@@ -305,7 +305,7 @@ class PythonPolicySpec:
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
     origin: str = ""  # "manifests/python-build.yaml:12:5" for messages
     declared_in: str = ""  # "python-build.yaml" or "build.yaml"
-    default_python: str = options.DEFAULT_PYTHON
+    default_python: str = defaults.DEFAULT_PYTHON
 
 
 @dataclass(frozen=True)
@@ -339,7 +339,7 @@ class Manifests:
         """``gateway.version`` from build.yaml, or the builder's default."""
         if self.build and self.build.gateway and self.build.gateway.version:
             return self.build.gateway.version
-        return options.DEFAULT_GATEWAY_VERSION
+        return defaults.DEFAULT_GATEWAY_VERSION
 
 
 # --------------------------------------------------------------------------------------------
@@ -568,10 +568,10 @@ def load_build_manifest(
                     name=entry.name,
                     source=source,
                     python=None,
-                    failure_mode=options.DEFAULT_FAILURE_MODE,
-                    timeout_ms=options.DEFAULT_TIMEOUT_MS,
-                    isolation=options.DEFAULT_ISOLATION,
-                    workers=options.DEFAULT_WORKERS,
+                    failure_mode=defaults.DEFAULT_FAILURE_MODE,
+                    timeout_ms=defaults.DEFAULT_TIMEOUT_MS,
+                    isolation=defaults.DEFAULT_ISOLATION,
+                    workers=defaults.DEFAULT_WORKERS,
                     params={},
                     origin=origin,
                     declared_in=name,

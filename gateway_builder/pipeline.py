@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.cache import Cache
 from gateway_builder.errors import InputError
 from gateway_builder.fetch import FetchedPolicy, fetch_policies
@@ -146,7 +146,7 @@ def prepare_plan(args: argparse.Namespace, ui: UI, *, bases: BasesArg) -> BuildP
             lock,
             fetched,
             bases=images,
-            platform=getattr(args, "target_platform", None) or options.DEFAULT_PLATFORM,
+            platform=getattr(args, "target_platform", None) or defaults.DEFAULT_PLATFORM,
             policy_engine_binary=getattr(args, "policy_engine", None),
             labels=parse_labels(getattr(args, "label", None) or ()),
             source_date_epoch=getattr(args, "source_date_epoch", None),

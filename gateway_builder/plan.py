@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway_builder import options
+from gateway_builder import defaults
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,10 @@ class BaseImages:
     #: True when the router/engine in these bases are stand-ins (local bases).
     standin: bool = False
     #: Init process in the runtime base (the image's ENTRYPOINT runs it).
-    tini: str = options.TINI_PATH
+    tini: str = defaults.TINI_PATH
     #: Command that compiles the engine in the builder image; the Dockerfile appends
     #: ``-build-file FILE -out-dir DIR``.
-    engine_builder_command: tuple[str, ...] = options.UPSTREAM_ENGINE_BUILDER_COMMAND
+    engine_builder_command: tuple[str, ...] = defaults.UPSTREAM_ENGINE_BUILDER_COMMAND
 
     def python(self, version: str) -> PythonBase:
         """The base for ``version``."""
@@ -154,7 +154,7 @@ def _canonical_params(params: dict[str, Any]) -> str:
 
 def default_source_date_epoch(lock: Any) -> int:
     """``$SOURCE_DATE_EPOCH`` if set, else the newest commit time of the lock's git policies,
-    else :data:`options.DEFAULT_SOURCE_DATE_EPOCH` (1980-01-01). Never the wall clock."""
+    else :data:`defaults.DEFAULT_SOURCE_DATE_EPOCH` (1980-01-01). Never the wall clock."""
     import os
 
     from gateway_builder.errors import InputError
@@ -169,7 +169,7 @@ def default_source_date_epoch(lock: Any) -> int:
             raise InputError("SOURCE_DATE_EPOCH must not be negative")
         return value
     times = [p.commit_time for p in lock.policies if p.commit_time is not None]
-    return max(times) if times else options.DEFAULT_SOURCE_DATE_EPOCH
+    return max(times) if times else defaults.DEFAULT_SOURCE_DATE_EPOCH
 
 
 def make_plan(
@@ -178,7 +178,7 @@ def make_plan(
     fetched: Any,
     *,
     bases: BaseImages,
-    platform: str = options.DEFAULT_PLATFORM,
+    platform: str = defaults.DEFAULT_PLATFORM,
     policy_engine_binary: Path | None = None,
     labels: Any = (),
     source_date_epoch: int | None = None,

@@ -8,22 +8,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway_builder import options
 from gateway_builder.plan import BuildPlan, PythonPolicyPlan
 from gateway_builder.redact import redact_text
+from gateway_executor.paths import policy_dir, venv_dir
 
 REGISTRY_FORMAT = "gateway-builder/policy-registry"
 REGISTRY_FORMAT_VERSION = 1
-
-
-def venv_dir(name: str) -> str:
-    """Absolute path of a policy's venv in the image."""
-    return f"{options.VENVS_DIR}/{name}"
-
-
-def policy_dir(name: str) -> str:
-    """Where a simple-directory policy's source lives in the image (its sys_path entry)."""
-    return f"{options.POLICIES_DIR}/{name}"
 
 
 def registry_entry(policy: PythonPolicyPlan) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import jsonschema
 import yaml
 from jsonschema.exceptions import SchemaError, best_match
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.errors import InputError
 from gateway_builder.manifest import PythonPolicySpec
 
@@ -42,25 +42,27 @@ def describe(spec: PythonPolicySpec) -> str:
 
 def load_definition(definition_dir: Path, what: str) -> PolicyDefinition:
     """Read and check ``policy-definition.yaml`` in ``definition_dir``."""
-    path = definition_dir / options.POLICY_DEFINITION_FILE
+    path = definition_dir / defaults.POLICY_DEFINITION_FILE
     if not path.is_file() or path.is_symlink():
-        raise InputError(f"{what}: {options.POLICY_DEFINITION_FILE} not found in the policy source")
+        raise InputError(
+            f"{what}: {defaults.POLICY_DEFINITION_FILE} not found in the policy source"
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise InputError(
-            f"{what}: {options.POLICY_DEFINITION_FILE} is not valid YAML{where}"
+            f"{what}: {defaults.POLICY_DEFINITION_FILE} is not valid YAML{where}"
         ) from None
     if not isinstance(data, dict):
-        raise InputError(f"{what}: {options.POLICY_DEFINITION_FILE}: expected a mapping")
+        raise InputError(f"{what}: {defaults.POLICY_DEFINITION_FILE}: expected a mapping")
     name, version = data.get("name"), data.get("version")
     if not isinstance(name, str) or not name:
-        raise InputError(f"{what}: {options.POLICY_DEFINITION_FILE}: 'name' is missing")
+        raise InputError(f"{what}: {defaults.POLICY_DEFINITION_FILE}: 'name' is missing")
     if not isinstance(version, str) or not VERSION_RE.match(version):
         raise InputError(
-            f"{what}: {options.POLICY_DEFINITION_FILE}: version {version!r} is not of the form "
+            f"{what}: {defaults.POLICY_DEFINITION_FILE}: version {version!r} is not of the form "
             "vX.Y.Z (e.g. v1.0.0)"
         )
     params = data.get("parameters") or {}
@@ -68,13 +70,13 @@ def load_definition(definition_dir: Path, what: str) -> PolicyDefinition:
     for key, value in (("parameters", params), ("systemParameters", system)):
         if not isinstance(value, dict):
             raise InputError(
-                f"{what}: {options.POLICY_DEFINITION_FILE}: '{key}' must be a JSON Schema object"
+                f"{what}: {defaults.POLICY_DEFINITION_FILE}: '{key}' must be a JSON Schema object"
             )
         try:
             jsonschema.validators.validator_for(value).check_schema(value)
         except SchemaError as exc:
             raise InputError(
-                f"{what}: {options.POLICY_DEFINITION_FILE}: '{key}' is not a valid JSON Schema: "
+                f"{what}: {defaults.POLICY_DEFINITION_FILE}: '{key}' is not a valid JSON Schema: "
                 f"{exc.message}"
             ) from None
     display = data.get("displayName")
@@ -94,7 +96,7 @@ def check_name(definition: PolicyDefinition, spec: PythonPolicySpec) -> None:
     if definition.name != spec.name:
         raise InputError(
             f"{describe(spec)}: policy name mismatch: the manifest declares '{spec.name}' but "
-            f"{options.POLICY_DEFINITION_FILE} has '{definition.name}'"
+            f"{defaults.POLICY_DEFINITION_FILE} has '{definition.name}'"
         )
 
 
@@ -163,7 +165,9 @@ def _defines_get_policy(body: list[ast.stmt], what: str) -> bool:
 def check_entry_module(policy_py: Path, what: str) -> None:
     """``policy.py`` must parse and define a module-level ``get_policy`` (checked with ast)."""
     if not policy_py.is_file() or policy_py.is_symlink():
-        raise InputError(f"{what}: {options.POLICY_ENTRY_MODULE}.py not found in the policy source")
+        raise InputError(
+            f"{what}: {defaults.POLICY_ENTRY_MODULE}.py not found in the policy source"
+        )
     try:
         tree = ast.parse(policy_py.read_bytes(), filename="policy.py")
     except SyntaxError as exc:
@@ -179,16 +183,16 @@ def check_entry_module(policy_py: Path, what: str) -> None:
 def read_python_version(folders: list[Path], what: str) -> str | None:
     """The version in the first ``python_version.txt`` found in ``folders`` ("3.12"), or None."""
     for folder in folders:
-        path = folder / options.PYTHON_VERSION_FILE
+        path = folder / defaults.PYTHON_VERSION_FILE
         if not path.is_file() or path.is_symlink():
             continue
         text = path.read_text(encoding="utf-8", errors="replace").strip()
         m = _PY_RE.match(text)
         version = f"3.{m.group(1)}" if m else None
-        if version not in options.SUPPORTED_PYTHONS:
+        if version not in defaults.SUPPORTED_PYTHONS:
             raise InputError(
-                f"{what}: {options.PYTHON_VERSION_FILE} says {text[:20]!r}: expected one of "
-                f"{', '.join(options.SUPPORTED_PYTHONS)}"
+                f"{what}: {defaults.PYTHON_VERSION_FILE} says {text[:20]!r}: expected one of "
+                f"{', '.join(defaults.SUPPORTED_PYTHONS)}"
             )
         return version
     return None

@@ -34,7 +34,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.redact import redact_url
 
@@ -119,7 +119,7 @@ def _ssl_context() -> ssl.SSLContext:
 
 def default_index_url() -> str:
     """``$GATEWAY_BUILDER_INDEX_URL`` (a mirror) if set, else the public index."""
-    return os.environ.get(options.INDEX_URL_ENV) or options.DEFAULT_INDEX_URL
+    return os.environ.get(defaults.INDEX_URL_ENV) or defaults.DEFAULT_INDEX_URL
 
 
 class IndexClient:
@@ -297,10 +297,10 @@ _LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5):
 
 
 def _glibc(platform: str) -> tuple[int, int]:
-    triple = options.UV_PLATFORM_TRIPLES.get(platform)
+    triple = defaults.UV_PLATFORM_TRIPLES.get(platform)
     if triple is None:
         raise InputError(
-            f"unknown platform {platform!r}: expected one of {', '.join(options.PLATFORMS)}"
+            f"unknown platform {platform!r}: expected one of {', '.join(defaults.PLATFORMS)}"
         )
     m = re.search(r"manylinux_(\d+)_(\d+)", triple)
     assert m, triple

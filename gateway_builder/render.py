@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import gateway_executor
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.plan import BuildPlan, LockedRequirement, PythonPolicyPlan
-from gateway_builder.policy_registry import policy_dir, registry_json, venv_dir
+from gateway_builder.policy_registry import registry_json
 from gateway_builder.redact import redact_text
 from gateway_builder.templating import (
     EntrypointValues,
@@ -51,12 +51,12 @@ from gateway_builder.templating import (
 )
 from gateway_builder.treeutil import copy_tree
 from gateway_builder.ui import UI
+from gateway_executor.paths import policy_dir, venv_dir
 
 #: (requirements, python_version, platform, dest_dir) -> paths placed in dest_dir.
 Downloader = Callable[[Sequence[LockedRequirement], str, str, Path], list[Path]]
 LogFn = Callable[[str], None]
 
-EXECUTOR_VENV_NAME = "_executor"
 MANIFEST_FORMAT = "gateway-builder/build-manifest"
 MARKER = "build-manifest.json"
 IN_STAGE = "/gateway-builder"
@@ -179,8 +179,8 @@ def labels_for(
     if source:
         labels["org.opencontainers.image.source"] = redact_text(source)
     if plan.bases.standin:
-        labels[options.STANDIN_LABEL] = "true"
-        labels[f"{options.STANDIN_LABEL}.note"] = (
+        labels[defaults.STANDIN_LABEL] = "true"
+        labels[f"{defaults.STANDIN_LABEL}.note"] = (
             "router and policy engine are gateway-builder stand-ins (local bases), "
             "not Envoy or the upstream policy engine"
         )
@@ -236,7 +236,7 @@ def dockerfile_values(
                 "-out-dir",
                 out,
             ],
-            "output": f"{out}/{options.ENGINE_BUILDER_OUTPUT}",
+            "output": f"{out}/{defaults.ENGINE_BUILDER_OUTPUT}",
         }
     cpythons = []
     venvs: list[dict[str, Any]] = []
@@ -290,9 +290,9 @@ def dockerfile_values(
         "venvs": venvs,
         "runtime": {
             "image": plan.bases.runtime,
-            "uid": options.RUNTIME_UID,
-            "ports": [str(p) for p in options.EXPOSED_PORTS],
-            "entrypoint": [plan.bases.tini, "--", options.ENTRYPOINT_PATH],
+            "uid": defaults.RUNTIME_UID,
+            "ports": [str(p) for p in defaults.EXPOSED_PORTS],
+            "entrypoint": [plan.bases.tini, "--", defaults.ENTRYPOINT_PATH],
         },
         "labels": list(labels),
     }
@@ -302,13 +302,13 @@ def _venv_specs(plan: BuildPlan) -> list[dict[str, Any]]:
     """One entry per venv: the executor's first, then the policies in name order."""
     specs: list[dict[str, Any]] = [
         {
-            "name": EXECUTOR_VENV_NAME,
+            "name": defaults.EXECUTOR_VENV_NAME,
             "title": "policy executor",
             "stage": "executor",
-            "venv": options.EXECUTOR_VENV,
+            "venv": defaults.EXECUTOR_VENV,
             "python_version": plan.executor_python,
             "count": len(plan.executor_requirements),
-            "code": {"context": "executor", "target": options.EXECUTOR_DIR},
+            "code": {"context": "executor", "target": defaults.EXECUTOR_DIR},
         }
     ]
     for p in plan.python_policies:
@@ -399,10 +399,10 @@ def _write_engine_inputs(w: _Writer, plan: BuildPlan) -> None:
         if g.file_path is not None:
             w.tree(Path(g.file_path), f"engine/go/{g.name}", f"Go policy '{g.name}'")
     for p in plan.python_policies:
-        definition = p.definition_dir / options.POLICY_DEFINITION_FILE
+        definition = p.definition_dir / defaults.POLICY_DEFINITION_FILE
         if not definition.is_file():
             raise BuildError(f"policy {p.name}: {definition} is missing")
-        w.copy(definition, f"engine/python/{p.name}/{options.POLICY_DEFINITION_FILE}")
+        w.copy(definition, f"engine/python/{p.name}/{defaults.POLICY_DEFINITION_FILE}")
         w.text(f"engine/python/{p.name}/policy.py", _ENGINE_STUB)
 
 
@@ -469,7 +469,7 @@ def _write_locks_and_wheelhouses(w: _Writer, plan: BuildPlan, download: Download
     header = "# Locked by gateway-builder for {what} (Python {py}, {platform}); installed with\n"
     header += "# --require-hashes --no-deps from wheelhouse/{name}/. Do not edit.\n"
     venvs: list[tuple[str, str, str, tuple[LockedRequirement, ...], tuple[Path, ...]]] = [
-        (EXECUTOR_VENV_NAME, "the policy executor", plan.executor_python,
+        (defaults.EXECUTOR_VENV_NAME, "the policy executor", plan.executor_python,
          plan.executor_requirements, ()),
     ]  # fmt: skip
     for p in plan.python_policies:
@@ -514,7 +514,7 @@ def _manifest(plan: BuildPlan, labels: Sequence[tuple[str, str]]) -> dict[str, A
             for p in plan.python_policies
         ],
         "executor": {
-            "venv": options.EXECUTOR_VENV,
+            "venv": defaults.EXECUTOR_VENV,
             "python_version": plan.executor_python,
             "distributions": {
                 canonical_name(r.name): r.version for r in plan.executor_requirements
@@ -553,16 +553,16 @@ def write_context(
             if p.samples_dir is not None and p.samples_dir.is_dir():
                 w.tree(
                     p.samples_dir,
-                    f"rootfs{options.SAMPLES_DIR}/{p.name}/samples",
+                    f"rootfs{defaults.SAMPLES_DIR}/{p.name}/samples",
                     f"samples of policy '{p.name}'",
                 )
-        w.text(f"rootfs{options.REGISTRY_PATH}", registry_json(plan))
+        w.text(f"rootfs{defaults.REGISTRY_PATH}", registry_json(plan))
     _write_engine_inputs(w, plan)
     manifest = json.dumps(_manifest(plan, labels), indent=2, sort_keys=True, ensure_ascii=False)
     w.text(MARKER, manifest + "\n")
-    w.text(f"rootfs{options.APP_DIR}/build-manifest.json", manifest + "\n")
+    w.text(f"rootfs{defaults.APP_DIR}/build-manifest.json", manifest + "\n")
     w.text(
-        f"rootfs{options.ENTRYPOINT_PATH}",
+        f"rootfs{defaults.ENTRYPOINT_PATH}",
         render_entrypoint(
             EntrypointValues(has_python_policies=has_python, builder_version=plan.builder_version)
         ),
@@ -709,19 +709,19 @@ def _update_committed_registry(args: argparse.Namespace, plan: BuildPlan, ui: UI
 
     build_file, python_file = resolve_manifest_paths(args)
     repo_defaults = (
-        options.REPO_DIR / options.DEFAULT_BUILD_FILE,
-        options.REPO_DIR / options.DEFAULT_PYTHON_BUILD_FILE,
+        defaults.REPO_DIR / defaults.DEFAULT_BUILD_FILE,
+        defaults.REPO_DIR / defaults.DEFAULT_PYTHON_BUILD_FILE,
     )
     used = tuple(Path(p).resolve() if p else None for p in (build_file, python_file))
     lock_file = getattr(args, "lock_file", None)
-    default_lock = repo_defaults[1].parent / options.LOCK_FILE_NAME
+    default_lock = repo_defaults[1].parent / defaults.LOCK_FILE_NAME
     if (
         used != tuple(p.resolve() for p in repo_defaults)
         or (lock_file is not None and Path(lock_file).resolve() != default_lock.resolve())
         or not plan.python_policies
     ):
         return
-    target = options.REPO_DIR / options.COMMITTED_REGISTRY_DIR / options.REGISTRY_FILE_NAME
+    target = defaults.REPO_DIR / defaults.COMMITTED_REGISTRY_DIR / defaults.REGISTRY_FILE_NAME
     text = registry_json(plan)
     if target.is_file() and target.read_text(encoding="utf-8") == text:
         return
@@ -729,7 +729,7 @@ def _update_committed_registry(args: argparse.Namespace, plan: BuildPlan, ui: UI
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, target)
-    ui.info(f"updated {target.relative_to(options.REPO_DIR)} (commit it)")
+    ui.info(f"updated {target.relative_to(defaults.REPO_DIR)} (commit it)")
 
 
 def command(args: argparse.Namespace, ui: UI) -> dict[str, Any]:

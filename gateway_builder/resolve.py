@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.cache import Cache
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.lockfile import LockedPackage
@@ -122,7 +122,7 @@ class UvResolver:
                 "--python-version",
                 request.python_version,
                 "--python-platform",
-                options.UV_PLATFORM_TRIPLES[request.platform],
+                defaults.UV_PLATFORM_TRIPLES[request.platform],
                 "--no-header",
                 "--quiet",
                 "--cache-dir",
@@ -237,7 +237,7 @@ class PipToolsResolver:
                         "install",
                         "--quiet",
                         "--index-url",
-                        options.DEFAULT_INDEX_URL,
+                        defaults.DEFAULT_INDEX_URL,
                         f"pip-tools=={self.piptools_version}",
                         f"pip=={self.pip_version}",
                     ],
@@ -335,7 +335,7 @@ def get_resolver(name: str, cache: Cache) -> Resolver:
         return UvResolver(cache)
     if name == "pip-tools":
         return PipToolsResolver(cache)
-    raise InputError(f"unknown resolver {name!r}: expected one of {', '.join(options.RESOLVERS)}")
+    raise InputError(f"unknown resolver {name!r}: expected one of {', '.join(defaults.RESOLVERS)}")
 
 
 def dedupe(lines: Sequence[str]) -> tuple[str, ...]:

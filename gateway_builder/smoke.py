@@ -35,7 +35,7 @@ import grpc
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder import smoke_checks as checks
 from gateway_builder import smoke_samples as samples_mod
 from gateway_builder.dockerd import docker_client, docker_host
@@ -54,7 +54,7 @@ STEPS = ("inputs", "start", "protocol", "isolation", "fail-fast", "shutdown")
 TRANSPORTS = ("auto", "unix", "tcp")
 #: The TCP transport: the executor's own debug listener (``--py.debug-listen``, forwarded by
 #: the entrypoint as ``--debug-listen``), published on 127.0.0.1 only.
-_DEBUG_LISTEN_ARGS = ("--py.debug-listen", f"0.0.0.0:{options.EXECUTOR_DEBUG_PORT}")
+_DEBUG_LISTEN_ARGS = ("--py.debug-listen", f"0.0.0.0:{defaults.EXECUTOR_DEBUG_PORT}")
 _POLL_S = 0.2
 T = TypeVar("T")
 
@@ -161,7 +161,7 @@ def load_inputs(root: Path, origin: str, *, registry_required: bool) -> Inputs:
     if registry is None:
         if registry_required:
             raise InputError(
-                f"{origin}: no {options.REGISTRY_FILE_NAME} found (is this a rendered context?)"
+                f"{origin}: no {defaults.REGISTRY_FILE_NAME} found (is this a rendered context?)"
             )
         return Inputs(entries=[], samples={}, pins={}, origin=origin)
     label = f"{origin}: {registry.relative_to(root)}"
@@ -220,7 +220,7 @@ def _copy_out(container: Container, path: str, root: Path) -> bool:
 
 
 #: What the smoke test reads out of an image when no context is given.
-IMAGE_INPUTS = (options.REGISTRY_PATH, checks.BUILD_MANIFEST_PATH, options.SAMPLES_DIR)
+IMAGE_INPUTS = (defaults.REGISTRY_PATH, checks.BUILD_MANIFEST_PATH, defaults.SAMPLES_DIR)
 
 
 def image_inputs(client: Any, image: str, work: Path) -> Inputs:
@@ -245,7 +245,7 @@ def _socket_dir() -> Path:
     """A host directory for the executor's socket, writable by the runtime user."""
     path = Path(tempfile.mkdtemp(prefix="gwb-smoke-"))
     if os.geteuid() == 0:
-        os.chown(path, options.RUNTIME_UID, options.RUNTIME_UID)
+        os.chown(path, defaults.RUNTIME_UID, defaults.RUNTIME_UID)
         path.chmod(0o750)
     else:
         path.chmod(0o777)  # a private temp dir the container's user must write to
@@ -265,8 +265,8 @@ class _Run:
         self.started = time.monotonic()
         self._tc = (
             DockerContainer(image)
-            .with_volume_mapping(str(self.sock_dir), options.SOCKET_DIR, "rw")
-            .with_env(options.EXECUTOR_READY_TIMEOUT_ENV, str(max(1, int(timeout))))
+            .with_volume_mapping(str(self.sock_dir), defaults.SOCKET_DIR, "rw")
+            .with_env(defaults.EXECUTOR_READY_TIMEOUT_ENV, str(max(1, int(timeout))))
         )
         if publish_tcp:
             # A random host port on 127.0.0.1 only (testcontainers' own helper binds 0.0.0.0).
@@ -282,7 +282,7 @@ class _Run:
     @property
     def executor_socket(self) -> Path:
         """The executor's socket as seen from the host."""
-        return self.sock_dir / PurePosixPath(options.PYTHON_EXECUTOR_SOCKET).name
+        return self.sock_dir / PurePosixPath(defaults.PYTHON_EXECUTOR_SOCKET).name
 
     def tcp_address(self) -> str:
         """``127.0.0.1:PORT``: the host side of the executor's published debug listener."""
@@ -335,10 +335,10 @@ class _Run:
         shutil.rmtree(self.sock_dir, ignore_errors=True)
 
 
-_TCP_PORT = f"{options.EXECUTOR_DEBUG_PORT}/tcp"
+_TCP_PORT = f"{defaults.EXECUTOR_DEBUG_PORT}/tcp"
 
 
-def log_tail(log: str, lines: int = options.SMOKE_LOG_TAIL_LINES) -> str:
+def log_tail(log: str, lines: int = defaults.SMOKE_LOG_TAIL_LINES) -> str:
     """The last ``lines`` lines of container output, credentials redacted."""
     return redact_text("\n".join(log.splitlines()[-lines:]))
 
@@ -418,7 +418,7 @@ def _call(what: str, fn: Callable[[], T]) -> T:
     except grpc.RpcError as exc:
         raise _StepFailed(f"{what} failed: {_rpc_text(exc)}") from None
     except (TimeoutError, FutureTimeout):
-        raise _StepFailed(f"{what}: no answer within {options.SMOKE_CALL_TIMEOUT_S:g}s") from None
+        raise _StepFailed(f"{what}: no answer within {defaults.SMOKE_CALL_TIMEOUT_S:g}s") from None
     except ConnectionError as exc:
         raise _StepFailed(f"{what} failed: {exc}") from None
 
@@ -432,15 +432,15 @@ def _python_matches(reported: str, wanted: str) -> bool:
 def _unix_problem(sock: Path) -> str | None:
     """Why the executor cannot be reached on its bind-mounted socket from here (None: it can)."""
     if not sock.exists():
-        return f"the executor socket {options.PYTHON_EXECUTOR_SOCKET} is not visible on the host"
+        return f"the executor socket {defaults.PYTHON_EXECUTOR_SOCKET} is not visible on the host"
     if not os.access(sock, os.R_OK | os.W_OK):
         return (
             f"cannot connect to the executor socket as uid {os.geteuid()} "
             f"(it belongs to uid {sock.stat().st_uid})"
         )
     try:
-        with ExecutorClient(str(sock), timeout=options.SMOKE_CALL_TIMEOUT_S) as client:
-            client.wait_for_channel(timeout=options.SMOKE_SOCKET_PROBE_S)
+        with ExecutorClient(str(sock), timeout=defaults.SMOKE_CALL_TIMEOUT_S) as client:
+            client.wait_for_channel(timeout=defaults.SMOKE_SOCKET_PROBE_S)
     except FutureTimeout:
         return "the executor socket does not answer from the host"
     return None
@@ -652,7 +652,7 @@ class _Smoke:
         if not self.inputs.entries:
             return "no Python policies: executor not expected"
         target, via = self._executor_address()
-        with ExecutorClient(target, timeout=options.SMOKE_CALL_TIMEOUT_S) as client:
+        with ExecutorClient(target, timeout=defaults.SMOKE_CALL_TIMEOUT_S) as client:
             self.health = _call("HealthCheck", client.health)
             check_health(self.health, self.inputs.entries, self.results)
             count, latencies, mismatches = run_samples(client, self.inputs, self.results)
@@ -678,7 +678,7 @@ class _Smoke:
                 raise _StepFailed(problem)
             self.ui.info(f"    {problem}: using TCP on 127.0.0.1 instead")
         address = self.main.tcp_address()
-        _wait_answering(address, options.SMOKE_CALL_TIMEOUT_S)
+        _wait_answering(address, defaults.SMOKE_CALL_TIMEOUT_S)
         return address, f"TCP {address}"
 
     def do_isolation(self) -> str:
@@ -711,11 +711,11 @@ class _Smoke:
         if victim is None:
             raise _StepFailed(f"no {name} process to kill")
         self.second.exec(f"kill -KILL {victim.pid}")
-        done = self.second.wait_exit(options.SMOKE_FAIL_FAST_DEADLINE_S)
+        done = self.second.wait_exit(defaults.SMOKE_FAIL_FAST_DEADLINE_S)
         if done is None:
             raise _StepFailed(
                 f"the {name} was killed but the container still runs after "
-                f"{options.SMOKE_FAIL_FAST_DEADLINE_S:g}s"
+                f"{defaults.SMOKE_FAIL_FAST_DEADLINE_S:g}s"
             )
         code, seconds = done
         if code == 0:
@@ -734,7 +734,7 @@ class _Smoke:
         if status != "running":
             raise _StepFailed(f"the container is {status} before SIGTERM")
         self.main.container.kill(signal="SIGTERM")
-        deadline = options.SMOKE_SHUTDOWN_DEADLINE_S
+        deadline = defaults.SMOKE_SHUTDOWN_DEADLINE_S
         done = self.main.wait_exit(deadline)
         if done is None:
             raise _StepFailed(f"still running {deadline:g}s after SIGTERM")
@@ -814,7 +814,7 @@ def smoke_test(
     image: str,
     *,
     context_dir: Path | None = None,
-    timeout: float = options.SMOKE_READY_TIMEOUT_S,
+    timeout: float = defaults.SMOKE_READY_TIMEOUT_S,
     transport: str = "auto",
     ui: UI,
 ) -> SmokeReport:

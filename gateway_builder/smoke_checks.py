@@ -17,7 +17,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from gateway_builder import options
+from gateway_builder import defaults
 
 # --------------------------------------------------------------------------------------------
 # Container logs
@@ -297,11 +297,11 @@ def _basename(arg: str) -> str:
 
 def _is_router(p: Proc) -> bool:
     # argv[2]: a script at Envoy's path runs as "<interpreter> [-flag] /usr/local/bin/envoy ...".
-    return any(a == options.ENVOY_BINARY or _basename(a) == "envoy" for a in p.argv[:3])
+    return any(a == defaults.ENVOY_BINARY or _basename(a) == "envoy" for a in p.argv[:3])
 
 
 def _is_engine(p: Proc) -> bool:
-    return any(a == options.ENGINE_BINARY or _basename(a) == "policy-engine" for a in p.argv[:1])
+    return any(a == defaults.ENGINE_BINARY or _basename(a) == "policy-engine" for a in p.argv[:1])
 
 
 def _runs_executor(p: Proc) -> bool:
@@ -352,7 +352,7 @@ def process_problems(procs: Sequence[Proc], *, expect_executor: bool = True) -> 
     init = roles.init
     if init is None:
         problems.append("no PID 1 in the process table")
-    elif not init.argv or _basename(init.argv[0]) != _basename(options.TINI_PATH):
+    elif not init.argv or _basename(init.argv[0]) != _basename(defaults.TINI_PATH):
         problems.append(f"PID 1 is not tini: {init.describe()}")
     wanted: list[tuple[str, Proc | None]] = [("router", roles.router), ("engine", roles.engine)]
     if expect_executor:
@@ -473,12 +473,12 @@ def check_isolation(
 
 def find_registry(root: Path) -> Path | None:
     """The policy registry in a rendered context (or an extracted image tree); shallowest wins."""
-    return _find_file(root, options.REGISTRY_PATH)
+    return _find_file(root, defaults.REGISTRY_PATH)
 
 
 #: File name of the build manifest (render writes it at the context root and into the image).
 BUILD_MANIFEST_NAME = "build-manifest.json"
-BUILD_MANIFEST_PATH = f"{options.APP_DIR}/{BUILD_MANIFEST_NAME}"
+BUILD_MANIFEST_PATH = f"{defaults.APP_DIR}/{BUILD_MANIFEST_NAME}"
 
 
 def find_build_manifest(root: Path) -> Path | None:

@@ -15,13 +15,13 @@ from typing import Any
 
 import jinja2
 
-from gateway_builder import __version__, options
+from gateway_builder import __version__, defaults
 
 
 def template_dir() -> Path:
     """Where the templates live: inside an installed wheel, else the source checkout."""
-    packaged = options.PACKAGE_DIR / "_templates"
-    return packaged if packaged.is_dir() else options.REPO_DIR / "templates"
+    packaged = defaults.PACKAGE_DIR / "_templates"
+    return packaged if packaged.is_dir() else defaults.REPO_DIR / "templates"
 
 
 def _docker_json(value: Any) -> str:
@@ -59,24 +59,24 @@ def render_template(name: str, **values: Any) -> str:
 
 @dataclass(frozen=True)
 class EntrypointValues:
-    """Everything ``entrypoint.sh.j2`` needs; defaults are the in-image paths of options.py."""
+    """Everything ``entrypoint.sh.j2`` needs; defaults are the in-image paths of defaults.py."""
 
     has_python_policies: bool
     builder_version: str = __version__
-    executor_python: str = f"{options.EXECUTOR_VENV}/bin/python"
-    executor_dir: str = options.EXECUTOR_DIR
-    registry_path: str = options.REGISTRY_PATH
-    executor_socket: str = options.PYTHON_EXECUTOR_SOCKET
-    executor_ready_file: str = options.PYTHON_EXECUTOR_READY_FILE
-    engine_binary: str = options.ENGINE_BINARY
-    engine_socket: str = options.POLICY_ENGINE_SOCKET
-    router_binary: str = options.ENVOY_BINARY
-    router_config: str = options.ENVOY_CONFIG
-    router_config_override: str = options.ENVOY_CONFIG_OVERRIDE
-    socket_dir: str = options.SOCKET_DIR
-    executor_ready_timeout: int = options.EXECUTOR_READY_TIMEOUT_S
-    engine_ready_timeout: int = options.ENGINE_READY_TIMEOUT_S
-    shutdown_grace: int = options.SHUTDOWN_GRACE_S
+    executor_python: str = f"{defaults.EXECUTOR_VENV}/bin/python"
+    executor_dir: str = defaults.EXECUTOR_DIR
+    registry_path: str = defaults.REGISTRY_PATH
+    executor_socket: str = defaults.PYTHON_EXECUTOR_SOCKET
+    executor_ready_file: str = defaults.PYTHON_EXECUTOR_READY_FILE
+    engine_binary: str = defaults.ENGINE_BINARY
+    engine_socket: str = defaults.POLICY_ENGINE_SOCKET
+    router_binary: str = defaults.ENVOY_BINARY
+    router_config: str = defaults.ENVOY_CONFIG
+    router_config_override: str = defaults.ENVOY_CONFIG_OVERRIDE
+    socket_dir: str = defaults.SOCKET_DIR
+    executor_ready_timeout: int = defaults.EXECUTOR_READY_TIMEOUT_S
+    engine_ready_timeout: int = defaults.ENGINE_READY_TIMEOUT_S
+    shutdown_grace: int = defaults.SHUTDOWN_GRACE_S
 
 
 def render_entrypoint(values: EntrypointValues) -> str:

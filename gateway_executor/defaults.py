@@ -1,14 +1,15 @@
-"""Executor defaults. The runtime never imports ``gateway_builder``; the values that both sides
-share (socket path, registry path, ...) are mirrored from ``gateway_builder.options`` and a unit
-test keeps the two in step."""
+"""Executor defaults. The runtime never imports ``gateway_builder``; the builder reads the values
+both sides share (paths in :mod:`gateway_executor.paths`, timeouts, worker counts) from here."""
 
 from __future__ import annotations
 
 from typing import Final
 
-SOCKET_PATH: Final = "/var/run/api-platform/python-executor.sock"
-READY_FILE: Final = "/var/run/api-platform/python-executor.ready"
-REGISTRY_PATH: Final = "/app/python-executor/policy-registry.json"
+from gateway_executor import paths
+
+SOCKET_PATH: Final = paths.PYTHON_EXECUTOR_SOCKET
+READY_FILE: Final = paths.PYTHON_EXECUTOR_READY_FILE
+REGISTRY_PATH: Final = paths.REGISTRY_PATH
 REGISTRY_FORMAT: Final = "gateway-builder/policy-registry"
 REGISTRY_FORMAT_VERSION: Final = 1
 

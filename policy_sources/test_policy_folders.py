@@ -34,7 +34,7 @@ from jsonschema import Draft202012Validator
 from packaging.requirements import Requirement
 from policy_samples import TEST_METADATA, load_policy_module, policy_folders, validate_sample_shape
 
-from gateway_builder import options
+from gateway_builder import defaults
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -58,7 +58,7 @@ def ids(folders: list[Path]) -> list[str]:
 
 
 def definition(folder: Path) -> dict[str, Any]:
-    data = yaml.safe_load((folder / options.POLICY_DEFINITION_FILE).read_text(encoding="utf-8"))
+    data = yaml.safe_load((folder / defaults.POLICY_DEFINITION_FILE).read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data
 
@@ -175,20 +175,20 @@ def test_pins_and_pyproject_agree(folder: Path) -> None:
     assert meta["version"] == definition(folder)["version"].removeprefix("v")
     deps = [Requirement(d) for d in meta["dependencies"]]
     sdk = [d for d in deps if d.name == "apip-sdk-core"]
-    assert [str(d) for d in sdk] == [str(Requirement(options.SDK_REQUIREMENT))]
+    assert [str(d) for d in sdk] == [str(Requirement(defaults.SDK_REQUIREMENT))]
     declared = {d.name.lower(): str(d.specifier) for d in deps if d.name != "apip-sdk-core"}
     assert declared == {name: f"=={version}" for name, version in pinned.items()}
     pkg = folder.name.replace("-", "_")
     mapping = project["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
     assert mapping["policy.py"] == f"{pkg}/policy.py"
-    assert mapping[options.POLICY_DEFINITION_FILE] == f"{pkg}/{options.POLICY_DEFINITION_FILE}"
+    assert mapping[defaults.POLICY_DEFINITION_FILE] == f"{pkg}/{defaults.POLICY_DEFINITION_FILE}"
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=ids(FOLDERS))
 def test_python_version_file(folder: Path) -> None:
-    path = folder / options.PYTHON_VERSION_FILE
+    path = folder / defaults.PYTHON_VERSION_FILE
     if path.exists():
-        assert path.read_text().strip() in options.SUPPORTED_PYTHONS
+        assert path.read_text().strip() in defaults.SUPPORTED_PYTHONS
 
 
 def test_two_policies_pin_conflicting_versions() -> None:
@@ -201,15 +201,15 @@ def test_two_policies_pin_conflicting_versions() -> None:
 
 def test_one_policy_declares_another_python() -> None:
     versions = {
-        (f / options.PYTHON_VERSION_FILE).read_text().strip()
+        (f / defaults.PYTHON_VERSION_FILE).read_text().strip()
         for f in FOLDERS
-        if (f / options.PYTHON_VERSION_FILE).exists()
+        if (f / defaults.PYTHON_VERSION_FILE).exists()
     }
-    assert versions - {options.DEFAULT_PYTHON}
+    assert versions - {defaults.DEFAULT_PYTHON}
 
 
 def test_default_python_manifest_lists_every_sample() -> None:
-    manifest_path = REPO / options.DEFAULT_PYTHON_BUILD_FILE
+    manifest_path = REPO / defaults.DEFAULT_PYTHON_BUILD_FILE
     manifest = yaml.safe_load(manifest_path.read_text(encoding="utf-8"))
     entries = {p["name"]: p for p in manifest["policies"]}
     assert set(entries) == {f.name for f in FOLDERS}
@@ -223,7 +223,7 @@ def test_default_python_manifest_lists_every_sample() -> None:
         ]
         assert not errors, (folder.name, errors)
         load_policy_module(folder).get_policy(TEST_METADATA, params)
-        version_file = folder / options.PYTHON_VERSION_FILE
+        version_file = folder / defaults.PYTHON_VERSION_FILE
         if version_file.exists() and "python" in entry:
             assert entry["python"] == version_file.read_text().strip()
 
@@ -253,7 +253,7 @@ def test_folder_builds_an_importable_wheel(folder: Path, tmp_path: Path) -> None
     (wheel,) = tmp_path.glob("*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        assert {f"{pkg}/policy.py", f"{pkg}/{options.POLICY_DEFINITION_FILE}"} <= names
+        assert {f"{pkg}/policy.py", f"{pkg}/{defaults.POLICY_DEFINITION_FILE}"} <= names
         assert not any(n.startswith(("tests/", "samples/")) for n in names)
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         requires = {
@@ -312,8 +312,8 @@ def find_python(version: str) -> str | None:
 @pytest.mark.parametrize("folder", FOLDERS, ids=ids(FOLDERS))
 def test_policy_tests_pass_in_its_own_venv(folder: Path, tmp_path: Path) -> None:
     """The policy's own tests pass in a fresh venv of its Python with only its pins + the SDK."""
-    version_file = folder / options.PYTHON_VERSION_FILE
-    version = version_file.read_text().strip() if version_file.exists() else options.DEFAULT_PYTHON
+    version_file = folder / defaults.PYTHON_VERSION_FILE
+    version = version_file.read_text().strip() if version_file.exists() else defaults.DEFAULT_PYTHON
     python = find_python(version)
     if python is None:
         pytest.skip(f"no CPython {version} on this machine")
@@ -327,7 +327,7 @@ def test_policy_tests_pass_in_its_own_venv(folder: Path, tmp_path: Path) -> None
     install = [
         "-r",
         str(folder / "requirements.txt"),
-        options.SDK_REQUIREMENT,
+        defaults.SDK_REQUIREMENT,
         "pytest",
         "pytest-timeout",
     ]

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway_builder import cli, image, options
+from gateway_builder import cli, defaults, image
 from gateway_builder.ui import UI
 
-REPO = options.REPO_DIR
+REPO = defaults.REPO_DIR
 DEFAULT_TAG = "gateway-builder-e2e/build-default:latest"
 #: A credential passed in a label: it must come out redacted and never reach a layer.
 SECRET = "tok3n-e2e-never-in-images"

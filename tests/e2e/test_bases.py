@@ -16,7 +16,7 @@ import docker
 import pytest
 from docker.models.containers import Container
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.bases import KIND_LABEL, build_local_bases_report
 from gateway_builder.dockerd import stream_build
 from gateway_builder.errors import BuildError
@@ -25,8 +25,8 @@ from gateway_builder.plan import BaseImages
 pytestmark = pytest.mark.e2e
 _log = logging.getLogger("gateway_builder.e2e")
 
-EXECUTOR_SOCKET = options.PYTHON_EXECUTOR_SOCKET
-ENGINE_SOCKET = options.POLICY_ENGINE_SOCKET
+EXECUTOR_SOCKET = defaults.PYTHON_EXECUTOR_SOCKET
+ENGINE_SOCKET = defaults.POLICY_ENGINE_SOCKET
 
 # A stand-in Python executor: accepts connections on the executor socket and closes them.
 FAKE_EXECUTOR = f"""
@@ -136,16 +136,16 @@ def test_bases_are_tagged_labelled_and_described(
         *(p.image for p in local_bases.pythons),
     ]
     for tag in images:
-        assert tag.startswith(f"{options.LOCAL_BASE_REPO}/")
+        assert tag.startswith(f"{defaults.LOCAL_BASE_REPO}/")
         labels = docker_client.images.get(tag).labels
         assert labels[KIND_LABEL] == tag.split("/", 1)[1].split(":", 1)[0]
     for tag in (local_bases.runtime, local_bases.engine_builder):
-        assert docker_client.images.get(tag).labels[options.STANDIN_LABEL] == "true"
+        assert docker_client.images.get(tag).labels[defaults.STANDIN_LABEL] == "true"
     py311, py312 = local_bases.python("3.11"), local_bases.python("3.12")
     assert py311.executable == "/usr/bin/python3.11" and py311.runtime_copy == ()
     assert py312.executable == "/opt/python/3.12/bin/python3.12"
     assert py312.runtime_copy == ("/opt/python/3.12",)
-    assert local_bases.tini == options.TINI_PATH
+    assert local_bases.tini == defaults.TINI_PATH
 
 
 def test_second_run_reuses_every_base(
@@ -176,25 +176,27 @@ def test_python_base_runs_its_version_and_makes_venvs_as_non_root(
         'print(os.getuid(), "%d.%d" % sys.version_info[:2], sys.prefix)\'; '
         "/tmp/venv/bin/python -m pip --version"
     )
-    code, out = _run(docker_client, base.image, ["sh", "-c", script], user=str(options.RUNTIME_UID))
+    code, out = _run(
+        docker_client, base.image, ["sh", "-c", script], user=str(defaults.RUNTIME_UID)
+    )
     assert code == 0, out
-    assert f"{options.RUNTIME_UID} {version} /tmp/venv" in out
+    assert f"{defaults.RUNTIME_UID} {version} /tmp/venv" in out
     assert f"(python {version})" in out  # pip runs on the venv's Python
 
 
 def test_runtime_base_contents(docker_client: docker.DockerClient, local_bases: BaseImages) -> None:
     script = (
-        "set -e; id -u; id -un; stat -c '%u %a' " + options.SOCKET_DIR + "; "
-        f"{options.TINI_PATH} --version; bash --version | head -n1; python3.11 -c 'print(42)'; "
-        f"test -x {options.ENVOY_BINARY}; test -f {options.ENVOY_CONFIG}; "
+        "set -e; id -u; id -un; stat -c '%u %a' " + defaults.SOCKET_DIR + "; "
+        f"{defaults.TINI_PATH} --version; bash --version | head -n1; python3.11 -c 'print(42)'; "
+        f"test -x {defaults.ENVOY_BINARY}; test -f {defaults.ENVOY_CONFIG}; "
         'if [ -e /etc/ssl/certs ] && [ -n "$(ls -A /etc/ssl/certs)" ]; then echo CA-BUNDLE; fi; '
         "for tool in gcc cc go; do command -v $tool && echo FOUND-$tool; done; true"
     )
     code, out = _run(docker_client, local_bases.runtime, ["bash", "-c", script])
     assert code == 0, out
     lines = out.splitlines()
-    assert lines[0] == str(options.RUNTIME_UID) and lines[1] == options.RUNTIME_USER
-    assert lines[2].startswith(f"{options.RUNTIME_UID} ")
+    assert lines[0] == str(defaults.RUNTIME_UID) and lines[1] == defaults.RUNTIME_USER
+    assert lines[2].startswith(f"{defaults.RUNTIME_UID} ")
     assert "tini version" in out and "GNU bash" in out and "42" in lines
     assert "CA-BUNDLE" not in out
     assert "FOUND-" not in out
@@ -229,7 +231,7 @@ def test_venvs_built_in_python_bases_run_in_the_runtime_as_non_root(
         )
         code, out = _run(docker_client, tag, ["bash", "-c", checks])
         assert code == 0, out
-        assert out.count(f"ok {options.RUNTIME_UID} ") == len(local_bases.pythons), out
+        assert out.count(f"ok {defaults.RUNTIME_UID} ") == len(local_bases.pythons), out
     finally:
         docker_client.images.remove(tag, force=True)
 
@@ -240,9 +242,9 @@ def test_router_standin_listens_and_stops_on_sigterm(
     container = docker_client.containers.create(
         local_bases.runtime,
         [
-            options.ENVOY_BINARY,
+            defaults.ENVOY_BINARY,
             "-c",
-            options.ENVOY_CONFIG,
+            defaults.ENVOY_CONFIG,
             "--log-level",
             "info",
             "--drain-time-s",
@@ -300,7 +302,7 @@ def _compile_engine(
     status = container.wait(timeout=300)
     logs = container.logs().decode(errors="replace")
     assert status["StatusCode"] == 0, logs
-    engine = _read_file(container, f"/workspace/out/{options.ENGINE_BUILDER_OUTPUT}")
+    engine = _read_file(container, f"/workspace/out/{defaults.ENGINE_BUILDER_OUTPUT}")
     info = json.loads(_read_file(container, "/workspace/out/build-info.json"))
     return engine, info, logs
 

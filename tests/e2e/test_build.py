@@ -28,7 +28,7 @@ from gwb_build_helpers import (
     copy_workspace,
 )
 
-from gateway_builder import cli, image, options
+from gateway_builder import cli, defaults, image
 from gateway_builder.errors import StaleLockError
 from gateway_builder.plan import BaseImages
 from gateway_builder.render import render_from_args
@@ -102,14 +102,14 @@ def test_default_manifests_build_into_an_image(
     img = docker_client.images.get(TAG)
     assert img.id == built.image_id
     config = img.attrs["Config"]
-    assert config["User"] == f"{options.RUNTIME_UID}:{options.RUNTIME_UID}"
+    assert config["User"] == f"{defaults.RUNTIME_UID}:{defaults.RUNTIME_UID}"
     assert config["Entrypoint"] == ["/usr/bin/tini", "--", "/app/entrypoint.sh"]
     assert not config["Cmd"]
-    assert sorted(config["ExposedPorts"]) == sorted(f"{p}/tcp" for p in options.EXPOSED_PORTS)
+    assert sorted(config["ExposedPorts"]) == sorted(f"{p}/tcp" for p in defaults.EXPOSED_PORTS)
     labels = config["Labels"]
     assert labels["org.opencontainers.image.version"] == "1.2.0"
     assert labels["org.opencontainers.image.created"].endswith("Z")
-    assert labels[options.STANDIN_LABEL] == "true"
+    assert labels[defaults.STANDIN_LABEL] == "true"
     assert labels["io.gateway-builder.lock-digest"] == built.manifest["lock_digest"]
     names = [p["name"] for p in json.loads(labels["io.gateway-builder.python-policies"])]
     assert names == ["prompt-enrichment", "prompt-guard", "token-scorer"]
@@ -123,7 +123,7 @@ def test_each_venv_equals_its_lock_runs_its_python_and_imports(
     result = json.loads(
         run_in_image(docker_client, built.image_id, "/opt/venvs/_executor/bin/python", CHECK_VENVS)
     )
-    assert result["_uid"] == options.RUNTIME_UID
+    assert result["_uid"] == defaults.RUNTIME_UID
     want = {p["name"]: p for p in built.manifest["python_policies"]}
     for name, policy in want.items():
         got = result[name]
@@ -299,7 +299,7 @@ def test_stale_lock_with_locked_fails_with_the_diff(
     built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ws = copy_workspace(tmp_path / "stale")
-    shutil.copy(built.ws.root / "manifests" / options.LOCK_FILE_NAME, ws.root / "manifests")
+    shutil.copy(built.ws.root / "manifests" / defaults.LOCK_FILE_NAME, ws.root / "manifests")
     text = ws.python_build_file.read_text()
     ws.python_build_file.write_text(text.replace('python: "3.12"', 'python: "3.11"'))
     args = cli.build_parser().parse_args(ws.argv("build", "--locked", "--no-smoke"))
@@ -332,7 +332,7 @@ def test_prebuilt_policy_engine_skips_the_engine_stage(
 ) -> None:
     container = docker_client.containers.create(built.image_id)
     try:
-        stream, _ = container.get_archive(options.ENGINE_BINARY)
+        stream, _ = container.get_archive(defaults.ENGINE_BINARY)
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
             member = tar.extractfile(tar.getmembers()[0])
             assert member is not None
@@ -346,6 +346,6 @@ def test_prebuilt_policy_engine_skips_the_engine_stage(
     dockerfile = (context / "Dockerfile").read_text()
     assert " AS engine" not in dockerfile and "COPY engine/prebuilt/ /" in dockerfile
     out = docker_client.containers.run(
-        data["image"], [options.ENGINE_BINARY], entrypoint="sha256sum", remove=True
+        data["image"], [defaults.ENGINE_BINARY], entrypoint="sha256sum", remove=True
     )
     assert out.decode().split()[0] == hashlib.sha256(engine).hexdigest()

@@ -14,7 +14,7 @@ import pytest
 from docker.models.containers import Container
 from gwb_build_helpers import build_default
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.plan import BaseImages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
@@ -104,9 +104,10 @@ def test_ordered_start_prefixes_and_clean_shutdown(
     commands = [row[2] for row in rows]
     executor = next(a for a in commands if "-m gateway_executor" in a)
     assert (
-        "--log-level=debug" in executor and f"--listen {options.PYTHON_EXECUTOR_SOCKET}" in executor
+        "--log-level=debug" in executor
+        and f"--listen {defaults.PYTHON_EXECUTOR_SOCKET}" in executor
     )
-    engine = next(a for a in commands if a.startswith(options.ENGINE_BINARY))
+    engine = next(a for a in commands if a.startswith(defaults.ENGINE_BINARY))
     assert "--config /tmp/none.toml" in engine
     pid1 = next(row for row in rows if row[0] == "1" or row[2].startswith("/usr/bin/tini"))
     assert "tini" in pid1[2]
@@ -147,7 +148,7 @@ def test_a_dying_executor_stops_the_container_non_zero(
     [
         (["serve"], {}, "unexpected argument 'serve'"),
         (["--py.listen", "/tmp/x.sock"], {}, "--py.listen is not allowed"),
-        ([], {options.SHUTDOWN_GRACE_ENV: "soon"}, "must be a whole number of seconds"),
+        ([], {defaults.SHUTDOWN_GRACE_ENV: "soon"}, "must be a whole number of seconds"),
     ],
 )
 def test_bad_arguments_exit_1(
@@ -173,4 +174,4 @@ def test_entrypoint_in_the_image_is_the_rendered_one(
     text = script.decode()
     assert text.startswith("#!/usr/bin/env bash")
     assert "readonly HAS_PYTHON_POLICIES=1" in text
-    assert f"readonly ENGINE_SOCKET={options.POLICY_ENGINE_SOCKET}" in text
+    assert f"readonly ENGINE_SOCKET={defaults.POLICY_ENGINE_SOCKET}" in text

@@ -17,7 +17,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from gateway_builder import cli, options
+from gateway_builder import cli, defaults
 from gateway_builder.plan import BaseImages
 from gateway_builder.smoke import STEPS, _Run, smoke_test
 from gateway_builder.ui import UI
@@ -63,9 +63,9 @@ def default_image(
             "local",
             "--no-smoke",
             "--build-file",
-            str(ws / options.DEFAULT_BUILD_FILE),
+            str(ws / defaults.DEFAULT_BUILD_FILE),
             "--python-build-file",
-            str(ws / options.DEFAULT_PYTHON_BUILD_FILE),
+            str(ws / defaults.DEFAULT_PYTHON_BUILD_FILE),
             "--out",
             str(context),
             "--tag",
@@ -126,7 +126,7 @@ def test_the_tcp_transport_is_published_on_loopback_only(
             "PortBindings"
         ]
         assert bindings == {
-            f"{options.EXECUTOR_DEBUG_PORT}/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]
+            f"{defaults.EXECUTOR_DEBUG_PORT}/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]
         }
     finally:
         run.remove()
@@ -221,10 +221,10 @@ def derived_image(client: docker.DockerClient, base: Built, case: Case) -> str:
             "MODE": case.mode,
             "POLICY": case.policy,
             "RUNTIME_USER": user,
-            "EXECUTOR_PYTHON": f"{options.EXECUTOR_VENV}/bin/python",
-            "REGISTRY": options.REGISTRY_PATH,
-            "EXECUTOR_DIR": options.EXECUTOR_DIR,
-            "ENGINE_BINARY": options.ENGINE_BINARY,
+            "EXECUTOR_PYTHON": f"{defaults.EXECUTOR_VENV}/bin/python",
+            "REGISTRY": defaults.REGISTRY_PATH,
+            "EXECUTOR_DIR": defaults.EXECUTOR_DIR,
+            "ENGINE_BINARY": defaults.ENGINE_BINARY,
         },
     )
     return tag

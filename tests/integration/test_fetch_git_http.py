@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from gwb_factories import GitRepo, LocalIndex, write_policy
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.cli import main
 from gateway_builder.lockfile import read_lock
 
@@ -202,7 +202,7 @@ def test_http_basic_auth_fetch_and_lock_keep_the_token_secret(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     server, work = http_repo
-    monkeypatch.setenv(options.INDEX_URL_ENV, local_index.http_url)
+    monkeypatch.setenv(defaults.INDEX_URL_ENV, local_index.http_url)
     manifest = _manifest(tmp_path / "project", server.url(SECRET))
     cache = tmp_path / "fetch-cache"
     lock_file = tmp_path / "out" / "python-build.lock"
@@ -230,7 +230,7 @@ def test_http_basic_auth_fetch_and_lock_keep_the_token_secret(
     assert entry.tag == "v1.2.0" and entry.version == "v1.2.0"
     lock_text = lock_file.read_text()
     assert v12 in lock_text and len(v12) == 40
-    assert not (manifest.parent / options.LOCK_FILE_NAME).exists()  # --lock-file was honoured
+    assert not (manifest.parent / defaults.LOCK_FILE_NAME).exists()  # --lock-file was honoured
 
     for label, text in (
         ("fetch stdout/stderr", out.out + out.err),

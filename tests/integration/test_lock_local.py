@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from gwb_factories import GitRepo, LocalIndex, write_policy
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.cache import Cache
 from gateway_builder.cli import main
 from gateway_builder.errors import BuildError, StaleLockError
@@ -33,7 +33,7 @@ class Project:
         self.manifests.mkdir(parents=True)
         self.cache = root / "cache"
         self.manifest = self.manifests / "python-build.yaml"
-        self.lock = self.manifests / options.LOCK_FILE_NAME
+        self.lock = self.manifests / defaults.LOCK_FILE_NAME
 
     def policy(self, name: str, requirements: list[str], **kw: object) -> Path:
         return write_policy(self.root / "policies" / name, name, requirements=requirements, **kw)  # type: ignore[arg-type]
@@ -69,7 +69,7 @@ def pins(lock: Lock, policy: str, platform: str = "x86_64") -> dict[str, str]:
 
 @pytest.fixture
 def project(tmp_path: Path, local_index: LocalIndex, monkeypatch: pytest.MonkeyPatch) -> Project:
-    monkeypatch.setenv(options.INDEX_URL_ENV, local_index.http_url)
+    monkeypatch.setenv(defaults.INDEX_URL_ENV, local_index.http_url)
     return Project(tmp_path / "project")
 
 
@@ -326,7 +326,7 @@ def test_prepare_plan_locked_and_unlocked(project: Project, tmp_path: Path) -> N
     assert two.module == "two.policy" and two.package_dir_name == "two"
     assert two.source_label == "path:../policies/two"
     assert plan.labels == (("org.example.team", "gw"),)
-    assert plan.source_date_epoch == options.DEFAULT_SOURCE_DATE_EPOCH
+    assert plan.source_date_epoch == defaults.DEFAULT_SOURCE_DATE_EPOCH
     assert plan.lock_digest == project.read().digest
     assert [r.name for r in plan.installer_requirements] == ["pip"]
     args.locked = True
@@ -361,7 +361,7 @@ def test_lock_from_index_source_records_artifact(project: Project, local_index: 
 
 
 def test_cache_dir_env_and_default(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(options.CACHE_ENV, str(project.root / "env-cache"))
+    monkeypatch.setenv(defaults.CACHE_ENV, str(project.root / "env-cache"))
     assert Cache.open().root == (project.root / "env-cache").resolve()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_builder import cli, options
+from gateway_builder import cli, defaults
 from gateway_builder.baseopts import bases_chooser
 from gateway_builder.pipeline import prepare_plan
 from gateway_builder.policy_registry import registry_json
@@ -14,22 +14,22 @@ pytestmark = pytest.mark.integration
 
 
 def test_committed_registry_is_current() -> None:
-    repo = options.REPO_DIR
+    repo = defaults.REPO_DIR
     args = cli.build_parser().parse_args(
         [
             "render",
             "--locked",
             "--build-file",
-            str(repo / options.DEFAULT_BUILD_FILE),
+            str(repo / defaults.DEFAULT_BUILD_FILE),
             "--python-build-file",
-            str(repo / options.DEFAULT_PYTHON_BUILD_FILE),
+            str(repo / defaults.DEFAULT_PYTHON_BUILD_FILE),
             "--out",
             "unused",
         ]
     )
     ui = UI(verbosity=-1)
     plan = prepare_plan(args, ui, bases=bases_chooser(args, ui))
-    committed = repo / options.COMMITTED_REGISTRY_DIR / options.REGISTRY_FILE_NAME
+    committed = repo / defaults.COMMITTED_REGISTRY_DIR / defaults.REGISTRY_FILE_NAME
     assert committed.read_text(encoding="utf-8") == registry_json(plan), (
         "registry/policy-registry.json is stale: run `gateway-builder render --out DIR` "
         "with the default manifests and commit the file"

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from gateway_builder import dockerd, options
+from gateway_builder import defaults, dockerd
 from gateway_builder.errors import BuildError
 
 
 def test_docker_host_defaults_to_the_local_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DOCKER_HOST", raising=False)
-    assert dockerd.docker_host() == options.DOCKER_DEFAULT_HOST
+    assert dockerd.docker_host() == defaults.DOCKER_DEFAULT_HOST
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")
     assert dockerd.docker_host() == "tcp://127.0.0.1:2375"
 

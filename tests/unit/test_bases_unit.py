@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_builder import bases, options
+from gateway_builder import bases, defaults
 from gateway_builder.bases import (
     BaseEvent,
     BasesReport,
@@ -82,7 +82,7 @@ def test_content_key_is_stable_and_sensitive() -> None:
     assert a == b
     assert len(a) == 16 and int(a, 16) >= 0
     assert content_key({"kind": "runtime", "assets": {"a": "1", "b": "3"}}) != a
-    assert local_tag("python3.12", a) == f"{options.LOCAL_BASE_REPO}/python3.12:{a}"
+    assert local_tag("python3.12", a) == f"{defaults.LOCAL_BASE_REPO}/python3.12:{a}"
 
 
 def test_asset_digests_cover_content_and_mode(tmp_path: Path) -> None:
@@ -248,7 +248,7 @@ def test_configure_rootfs(tmp_path: Path) -> None:
     bases._configure_rootfs(rootfs, bases.ASSETS_DIR / "debian" / "rootfs")
     sources = (rootfs / "etc/apt/sources.list").read_text()
     assert sources.splitlines()[0] == (
-        f"deb {options.LOCAL_DEBIAN_MIRROR} {options.LOCAL_DEBIAN_SUITE} main"
+        f"deb {defaults.LOCAL_DEBIAN_MIRROR} {defaults.LOCAL_DEBIAN_SUITE} main"
     )
     assert "https://" not in sources and "-security main" in sources
     assert (rootfs / "usr/share/doc/bash/copyright").exists()
@@ -285,7 +285,7 @@ def test_report_is_json_able_and_human_table() -> None:
     assert data["bases"]["standin"] is True
     assert data["images"][0]["cached"] is True
     table = bases._human(report)
-    assert "runtime" in table and "cached" in table and options.STANDIN_LABEL in table
+    assert "runtime" in table and "cached" in table and defaults.STANDIN_LABEL in table
 
 
 def test_command_rejects_bad_input_before_contacting_an_engine(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.cache import Cache
 from gateway_builder.errors import InputError, StaleLockError
 from gateway_builder.fetch import FetchedPolicy, fetch_policy
@@ -77,7 +77,7 @@ def make_lock(f: FetchedPolicy, *, commit_time: int | None = None, **entry: obje
         resolver_version="0.13.9",
         manifest_digest="sha256:" + "2" * 64,
         platforms=("x86_64",),
-        sdk_requirement=options.SDK_REQUIREMENT,
+        sdk_requirement=defaults.SDK_REQUIREMENT,
         installer=small,
         executor=dataclasses.replace(small, packages={"x86_64": (pkg("grpcio", "1.85.1", "d"),)}),
         policies=(LockedPolicy(**values),),  # type: ignore[arg-type]
@@ -125,8 +125,8 @@ def test_make_plan(fetched: FetchedPolicy, monkeypatch: pytest.MonkeyPatch) -> N
     assert plan.installer_requirements[0].requirement_line().startswith("pip==25.0 --hash=sha256:")
     assert plan.labels == (("a", "2"), ("z", "1"))
     assert plan.lock_digest == lock.digest
-    assert plan.source_date_epoch == options.DEFAULT_SOURCE_DATE_EPOCH
-    assert plan.gateway_version == options.DEFAULT_GATEWAY_VERSION
+    assert plan.source_date_epoch == defaults.DEFAULT_SOURCE_DATE_EPOCH
+    assert plan.gateway_version == defaults.DEFAULT_GATEWAY_VERSION
     assert plan.policy_engine_binary == Path("/e")
 
 

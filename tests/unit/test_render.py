@@ -18,7 +18,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.plan import (
     BaseImages,
@@ -40,7 +40,7 @@ from gateway_builder.render import (
 from gateway_builder.templating import render_template
 from gateway_executor.registry import parse_registry
 
-SAMPLES = options.REPO_DIR / "policy_sources"
+SAMPLES = defaults.REPO_DIR / "policy_sources"
 EPOCH = 1_700_000_000
 
 
@@ -99,7 +99,7 @@ def index(tmp_path: Path) -> LocalIndex:
     return LocalIndex(tmp_path / "index")
 
 
-def bases(*, standin: bool = False, tini: str = options.TINI_PATH) -> BaseImages:
+def bases(*, standin: bool = False, tini: str = defaults.TINI_PATH) -> BaseImages:
     return BaseImages(
         engine_builder="registry.example/gateway-builder:1.2.0",
         pythons=(
@@ -243,7 +243,7 @@ def test_context_layout_locks_and_wheelhouses(index: LocalIndex, tmp_path: Path)
     assert sorted(
         p.name
         for p in (
-            ctx / "rootfs" / options.SAMPLES_DIR.lstrip("/") / "prompt-guard" / "samples"
+            ctx / "rootfs" / defaults.SAMPLES_DIR.lstrip("/") / "prompt-guard" / "samples"
         ).iterdir()
     ) == sorted(p.name for p in (SAMPLES / "prompt-guard" / "samples").glob("*.json"))
     executor = ctx / "executor" / "gateway_executor"
@@ -260,7 +260,7 @@ def test_registry_matches_the_contract_and_the_executor_reads_it(
 ) -> None:
     plan = make_plan(index, tmp_path)
     ctx = render(plan, tmp_path / "ctx", download=index.download).out_dir
-    text = (ctx / "rootfs" / options.REGISTRY_PATH.lstrip("/")).read_text()
+    text = (ctx / "rootfs" / defaults.REGISTRY_PATH.lstrip("/")).read_text()
     assert text == registry_json(plan)
     assert text.endswith("}\n") and '\n  "format"' in text
     doc = json.loads(text)
@@ -351,8 +351,8 @@ def test_dockerfile_stages_order_and_metadata(index: LocalIndex, tmp_path: Path)
     ]
     assert not any(line.startswith("RUN") for line in runtime)
     assert 'ENTRYPOINT ["/sbin/tini", "--", "/app/entrypoint.sh"]' in lines
-    assert f"USER {options.RUNTIME_UID}:{options.RUNTIME_UID}" in lines
-    assert "EXPOSE " + " ".join(str(p) for p in options.EXPOSED_PORTS) in lines
+    assert f"USER {defaults.RUNTIME_UID}:{defaults.RUNTIME_UID}" in lines
+    assert "EXPOSE " + " ".join(str(p) for p in defaults.EXPOSED_PORTS) in lines
     assert "CMD []" in lines
     # Install steps: hash-checked, offline, per-venv wheelhouse; simple-dir code compiled.
     assert text.count('"install", "--venv"') == 3
@@ -364,7 +364,7 @@ def test_dockerfile_stages_order_and_metadata(index: LocalIndex, tmp_path: Path)
     )
     labels = dict(labels_for(plan))
     assert labels["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"
-    assert labels[options.STANDIN_LABEL] == "true"
+    assert labels[defaults.STANDIN_LABEL] == "true"
     assert labels["com.example.team"] == "gateway $TEAM"
     assert '"com.example.team"="gateway \\$TEAM"' in text
     policies = json.loads(labels["io.gateway-builder.python-policies"])
@@ -395,7 +395,7 @@ def test_no_python_policies_means_no_executor(index: LocalIndex, tmp_path: Path)
     ctx = render(plan, tmp_path / "ctx", download=index.download).out_dir
     text = (ctx / "Dockerfile").read_text()
     assert " AS executor" not in text and "cpython" not in text
-    assert not (ctx / "rootfs" / options.REGISTRY_PATH.lstrip("/")).exists()
+    assert not (ctx / "rootfs" / defaults.REGISTRY_PATH.lstrip("/")).exists()
     assert "readonly HAS_PYTHON_POLICIES=0" in (ctx / "rootfs/app/entrypoint.sh").read_text()
 
 

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.baseopts import (
     apply_overrides,
     official_python_base,
@@ -23,7 +23,7 @@ from gateway_builder.plan import BaseImages, PythonBase
 
 
 def load_stage_tool() -> ModuleType:
-    path = options.REPO_DIR / "templates" / "stage_tool.py"
+    path = defaults.REPO_DIR / "templates" / "stage_tool.py"
     spec = importlib.util.spec_from_file_location("stage_tool", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -49,7 +49,7 @@ def test_upstream_defaults() -> None:
     ]
     assert b.pythons[1].executable == "/usr/local/bin/python3.12"
     assert "/usr/local/lib/python3.12" in b.pythons[1].runtime_copy
-    assert b.engine_builder_command == options.UPSTREAM_ENGINE_BUILDER_COMMAND
+    assert b.engine_builder_command == defaults.UPSTREAM_ENGINE_BUILDER_COMMAND
     assert b.tini == "/usr/bin/tini" and not b.standin
 
 
@@ -100,7 +100,7 @@ def test_overrides_on_local_bases() -> None:
     assert out.engine_builder_command == ("/usr/local/bin/gateway-builder",)
     swapped = apply_overrides(local, builder_image="corp/builder:1")
     assert swapped.engine_builder == "corp/builder:1"
-    assert swapped.engine_builder_command == options.UPSTREAM_ENGINE_BUILDER_COMMAND
+    assert swapped.engine_builder_command == defaults.UPSTREAM_ENGINE_BUILDER_COMMAND
     assert apply_overrides(local) == local
 
 
@@ -198,7 +198,7 @@ def test_copy_with_strip_keeps_symlinks_and_sets_times(
 
 def test_stage_tool_runs_standalone_on_every_supported_python() -> None:
     """The helper must import on the oldest supported Python (it runs in the builder stages)."""
-    script = options.REPO_DIR / "templates" / "stage_tool.py"
+    script = defaults.REPO_DIR / "templates" / "stage_tool.py"
     done = subprocess.run(
         [sys.executable, "-I", str(script), "--help"], capture_output=True, text=True, check=True
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder import smoke_checks as c
 
 # The entrypoint's own lines (templates/entrypoint.sh.j2) and the processes' prefixed output.
@@ -217,11 +217,11 @@ U = (10001, 10001, 10001, 10001)
 
 
 def _table(
-    *extra: c.Proc, pid1: tuple[str, ...] = (options.TINI_PATH, "--", "/app/entrypoint.sh")
+    *extra: c.Proc, pid1: tuple[str, ...] = (defaults.TINI_PATH, "--", "/app/entrypoint.sh")
 ) -> list[c.Proc]:
     return [
         c.Proc(1, 0, U, pid1, "tini"),
-        c.Proc(7, 1, U, ("bash", options.ENTRYPOINT_PATH), "entrypoint.sh"),
+        c.Proc(7, 1, U, ("bash", defaults.ENTRYPOINT_PATH), "entrypoint.sh"),
         c.Proc(
             8,
             7,
@@ -240,14 +240,14 @@ def _table(
             30,
             7,
             U,
-            (options.ENGINE_BINARY, "-xds-server", "gateway-controller:18001"),
+            (defaults.ENGINE_BINARY, "-xds-server", "gateway-controller:18001"),
             "policy-engine",
         ),
         c.Proc(
             41,
             7,
             U,
-            ("/usr/bin/python3.11", "-I", options.ENVOY_BINARY, "-c", options.ENVOY_CONFIG),
+            ("/usr/bin/python3.11", "-I", defaults.ENVOY_BINARY, "-c", defaults.ENVOY_CONFIG),
             "envoy",
         ),
         *extra,
@@ -288,7 +288,7 @@ def test_a_process_outside_tini_is_reported() -> None:
     orphan = [p if p.pid != 41 else c.Proc(41, 777, U, p.argv, p.comm) for p in _table()]
     assert c.process_problems(orphan) == [
         "the router is not a descendant of PID 1: pid 41 "
-        f"(/usr/bin/python3.11 -I {options.ENVOY_BINARY} -c {options.ENVOY_CONFIG})"
+        f"(/usr/bin/python3.11 -I {defaults.ENVOY_BINARY} -c {defaults.ENVOY_CONFIG})"
     ]
 
 
@@ -374,10 +374,10 @@ def test_isolation_problems() -> None:
 
 
 def test_find_registry_and_policy_dirs(tmp_path: Path) -> None:
-    registry = tmp_path / "python-executor" / options.REGISTRY_FILE_NAME
+    registry = tmp_path / "python-executor" / defaults.REGISTRY_FILE_NAME
     registry.parent.mkdir()
     registry.write_text(json.dumps({"policies": []}))
-    deep = tmp_path / "wheelhouse" / "x" / options.REGISTRY_FILE_NAME
+    deep = tmp_path / "wheelhouse" / "x" / defaults.REGISTRY_FILE_NAME
     deep.parent.mkdir(parents=True)
     deep.write_text("{}")
     assert c.find_registry(tmp_path) == registry
@@ -410,7 +410,7 @@ def test_registry_and_build_manifest_in_context_and_image_layouts(
     tmp_path: Path, layout: str
 ) -> None:
     prefix = tmp_path / "rootfs" if layout == "context" else tmp_path
-    registry = prefix / options.REGISTRY_PATH.lstrip("/")
+    registry = prefix / defaults.REGISTRY_PATH.lstrip("/")
     registry.parent.mkdir(parents=True)
     registry.write_text("{}")
     manifest = (tmp_path if layout == "context" else prefix / "app") / c.BUILD_MANIFEST_NAME

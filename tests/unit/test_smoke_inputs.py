@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_builder import options
+from gateway_builder import defaults
 from gateway_builder.errors import InputError
 from gateway_builder.smoke import _safe_extract, load_inputs, smoke_test
 from gateway_builder.ui import UI
@@ -23,14 +23,14 @@ def _entry(name: str) -> dict[str, object]:
         "name": name,
         "version": "v1.0.0",
         "module": f"{name.replace('-', '_')}.policy",
-        "python": f"{options.VENVS_DIR}/{name}/bin/python",
+        "python": f"{defaults.VENVS_DIR}/{name}/bin/python",
         "python_version": "3.11",
     }
 
 
 def _context(root: Path, names: tuple[str, ...] = ("prompt-guard", "prompt-enrichment")) -> Path:
     """The parts of a rendered context the smoke test reads (layout of render.py)."""
-    registry = root / "rootfs" / options.REGISTRY_PATH.lstrip("/")
+    registry = root / "rootfs" / defaults.REGISTRY_PATH.lstrip("/")
     registry.parent.mkdir(parents=True)
     registry.write_text(
         json.dumps(
@@ -44,7 +44,7 @@ def _context(root: Path, names: tuple[str, ...] = ("prompt-guard", "prompt-enric
     for name in names:
         shutil.copytree(
             REPO / "policy_sources" / name / "samples",
-            root / "rootfs" / options.SAMPLES_DIR.lstrip("/") / name / "samples",
+            root / "rootfs" / defaults.SAMPLES_DIR.lstrip("/") / name / "samples",
         )
     manifest = {
         "python_policies": [
@@ -72,7 +72,11 @@ def test_requirements_next_to_samples_are_the_fallback_pins(tmp_path: Path) -> N
     root = _context(tmp_path)
     (root / "build-manifest.json").unlink()
     (
-        root / "rootfs" / options.SAMPLES_DIR.lstrip("/") / "prompt-enrichment" / "requirements.txt"
+        root
+        / "rootfs"
+        / defaults.SAMPLES_DIR.lstrip("/")
+        / "prompt-enrichment"
+        / "requirements.txt"
     ).write_text("MarkupSafe==2.1.5\n")
     inputs = load_inputs(root, "context X", registry_required=True)
     assert inputs.pins == {"prompt-enrichment": {"markupsafe": "2.1.5"}}
@@ -85,7 +89,7 @@ def test_missing_or_bad_registry(tmp_path: Path) -> None:
     empty = load_inputs(tmp_path, "image Y", registry_required=False)
     assert empty.entries == [] and empty.samples == {}
 
-    registry = tmp_path / options.REGISTRY_FILE_NAME
+    registry = tmp_path / defaults.REGISTRY_FILE_NAME
     registry.write_text('{"format": "gateway-builder/policy-registry", "format_version": 9}')
     with pytest.raises(InputError, match="format_version 9 is not supported"):
         load_inputs(tmp_path, "context X", registry_required=True)

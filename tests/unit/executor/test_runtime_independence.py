@@ -1,22 +1,11 @@
-"""The executor mirrors a few builder defaults (it must not import gateway_builder)."""
+"""The runtime package stays independent of the builder."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-from gateway_builder import options
-from gateway_executor import defaults
-
 PKG = Path(__file__).resolve().parents[3] / "gateway_executor"
-
-
-def test_shared_values_match_the_builder() -> None:
-    assert defaults.SOCKET_PATH == options.PYTHON_EXECUTOR_SOCKET
-    assert defaults.READY_FILE == options.PYTHON_EXECUTOR_READY_FILE
-    assert defaults.REGISTRY_PATH == options.REGISTRY_PATH
-    assert defaults.DEFAULT_TIMEOUT_S * 1000 == options.DEFAULT_TIMEOUT_MS
-    assert defaults.DEFAULT_WORKERS == options.DEFAULT_WORKERS
 
 
 def test_runtime_package_never_imports_the_builder() -> None:

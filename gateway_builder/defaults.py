@@ -1,12 +1,27 @@
-"""The single source of truth for defaults: file names, in-image paths, base images, knobs.
-
-Every stage imports its defaults from here; nothing else hard-codes a path or an image name.
-"""
+"""Constants of the builder: file names, base images, knobs. In-image paths and the values the
+executor also needs are defined once in the executor package and re-exported here."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Final
+
+from gateway_executor import defaults as _executor
+from gateway_executor.paths import (  # noqa: F401 (the image layout, shared with the executor)
+    APP_DIR,
+    EXECUTOR_DIR,
+    EXECUTOR_VENV,
+    EXECUTOR_VENV_NAME,
+    POLICIES_DIR,
+    POLICY_ENGINE_SOCKET,
+    PYTHON_EXECUTOR_READY_FILE,
+    PYTHON_EXECUTOR_SOCKET,
+    REGISTRY_FILE_NAME,
+    REGISTRY_PATH,
+    SAMPLES_DIR,
+    SOCKET_DIR,
+    VENVS_DIR,
+)
 
 # --- Repository / manifests -------------------------------------------------------------------
 PACKAGE_DIR: Final = Path(__file__).resolve().parent
@@ -27,9 +42,9 @@ SUPPORTED_MANIFEST_VERSION: Final = "v1"
 SUPPORTED_PYTHONS: Final = ("3.10", "3.11", "3.12", "3.13")
 DEFAULT_PYTHON: Final = "3.11"
 DEFAULT_FAILURE_MODE: Final = "fail"
-DEFAULT_TIMEOUT_MS: Final = 30_000
+DEFAULT_TIMEOUT_MS: Final = int(_executor.DEFAULT_TIMEOUT_S * 1000)
 DEFAULT_ISOLATION: Final = "worker"
-DEFAULT_WORKERS: Final = 2
+DEFAULT_WORKERS: Final = _executor.DEFAULT_WORKERS
 #: Every policy venv gets the SDK; the lock pins it.
 SDK_REQUIREMENT: Final = "apip-sdk-core>=0.2.3,<0.3"
 POLICY_DEFINITION_FILE: Final = "policy-definition.yaml"
@@ -61,15 +76,6 @@ EXECUTOR_REQUIREMENTS_FILE: Final = "requirements.in"
 DEFAULT_SOURCE_DATE_EPOCH: Final = 315_532_800
 
 # --- Paths inside the image ------------------------------------------------------------------
-APP_DIR: Final = "/app"
-EXECUTOR_DIR: Final = "/app/python-executor"
-REGISTRY_FILE_NAME: Final = "policy-registry.json"
-REGISTRY_PATH: Final = f"{EXECUTOR_DIR}/{REGISTRY_FILE_NAME}"
-POLICIES_DIR: Final = "/app/policies"
-#: Each policy's sample requests (JSON data only), so `smoke-test IMAGE` needs nothing else.
-SAMPLES_DIR: Final = "/app/policy-samples"
-VENVS_DIR: Final = "/opt/venvs"
-EXECUTOR_VENV: Final = "/opt/venvs/_executor"
 ENGINE_BINARY: Final = "/app/policy-engine"
 ENTRYPOINT_PATH: Final = "/app/entrypoint.sh"
 ENVOY_BINARY: Final = "/usr/local/bin/envoy"
@@ -78,10 +84,6 @@ ENVOY_CONFIG: Final = "/etc/envoy/envoy.yaml"
 ENVOY_CONFIG_OVERRIDE: Final = "/etc/envoy/config-override.yaml"
 #: Init process of the runtime base (upstream and local bases both install Debian's tini here).
 TINI_PATH: Final = "/usr/bin/tini"
-SOCKET_DIR: Final = "/var/run/api-platform"
-PYTHON_EXECUTOR_SOCKET: Final = f"{SOCKET_DIR}/python-executor.sock"
-PYTHON_EXECUTOR_READY_FILE: Final = f"{SOCKET_DIR}/python-executor.ready"
-POLICY_ENGINE_SOCKET: Final = f"{SOCKET_DIR}/policy-engine.sock"
 RUNTIME_USER: Final = "wso2"
 RUNTIME_UID: Final = 10001
 EXPOSED_PORTS: Final = (8080, 8443, 9901, 9002, 9003)
