@@ -4,7 +4,7 @@ Why: the executor is one Python process whose threads (gRPC's completion-queue t
 readers, the worker drivers, the watchdogs) hand every call to each other, and the GIL lets only
 one of them run Python at a time. Spread over CPUs, each hand-off is a cross-CPU wake-up (an
 inter-processor interrupt, dear in a VM); on one CPU it is a local context switch. Measured on the
-2-core dev VM (issue 5): sequential calls 344 -> 271 us, 8 callers 68% -> 99% of a bare gRPC
+2-core dev VM: sequential calls 344 -> 271 us, 8 callers 68% -> 99% of a bare gRPC
 echo's throughput. The policy workers are separate processes and keep every allowed CPU.
 
 ``--executor-cpus`` / ``PYTHON_EXECUTOR_CPUS``:

@@ -2,14 +2,13 @@
 
 ``ExecutorClient("/path/to.sock")`` or ``ExecutorClient("127.0.0.1:9004")``; then ``health()``,
 ``init_policy(...)``, ``execute(request)`` (one request on a shared, multiplexed stream, waits for
-the response with the same ``request_id``) and ``destroy_policy(...)``. :func:`build_request`
-makes a ``StreamRequest`` for a phase from plain Python values.
+the response with the same ``request_id``) and ``destroy_policy(...)``. ``build_request`` (from
+:mod:`gateway_executor.samples`, re-exported here) makes a ``StreamRequest`` for a phase from
+plain Python values in the sample format.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import queue
 import threading
 from collections.abc import Iterator, Mapping
@@ -21,19 +20,7 @@ import grpc
 from gateway_executor import defaults, translate
 from gateway_executor.proto import python_executor_pb2 as pb
 from gateway_executor.proto import python_executor_pb2_grpc as pb_grpc
-
-PHASES = (
-    "request_headers",
-    "request_body",
-    "response_headers",
-    "response_body",
-    "needs_more_request_data",
-    "request_chunk",
-    "needs_more_response_data",
-    "response_chunk",
-)
-
-_ids = itertools.count(1)
+from gateway_executor.samples import build_request
 
 
 def target_for(address: str) -> str:
@@ -43,102 +30,6 @@ def target_for(address: str) -> str:
     if address.startswith("/") or address.startswith("."):
         return f"unix:{address}"
     return address
-
-
-def _body_bytes(body: Any) -> bytes | None:
-    if body is None:
-        return None
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, str):
-        return body.encode("utf-8")
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
-
-
-def _headers(target: pb.Headers, headers: Mapping[str, Any] | None) -> None:
-    for name, value in (headers or {}).items():
-        values = value if isinstance(value, list | tuple) else [value]
-        target.values[name].values.extend(str(v) for v in values)
-
-
-def _body(target: pb.Body, body: bytes | None) -> None:
-    target.SetInParent()
-    if body is not None:
-        target.content = body
-        target.present = True
-    target.end_of_stream = True
-
-
-def build_request(
-    phase: str,
-    *,
-    instance_id: str,
-    policy_name: str = "",
-    policy_version: str = "",
-    request: Mapping[str, Any] | None = None,
-    response: Mapping[str, Any] | None = None,
-    params: Mapping[str, Any] | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    request_id: str | None = None,
-    chunk: bytes = b"",
-    chunk_index: int = 0,
-    end_of_stream: bool = True,
-    accumulated: bytes = b"",
-    route_name: str = "route",
-    api_name: str = "api",
-) -> pb.StreamRequest:
-    """A ``StreamRequest`` for ``phase`` from plain values.
-
-    ``request``/``response`` follow the sample format (``method``, ``path``, ``headers``,
-    ``body``; ``status`` for responses); a JSON body is serialized compactly, a string as UTF-8.
-    """
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
-    rq = dict(request or {})
-    rs = dict(response or {})
-    kind = translate.PAYLOADS[phase]
-    req = pb.StreamRequest(
-        request_id=request_id or f"req-{next(_ids)}",
-        instance_id=instance_id,
-        policy_name=policy_name,
-        policy_version=policy_version,
-    )
-    req.execution_metadata.phase = kind.phase  # type: ignore[assignment]
-    req.execution_metadata.route_name = route_name
-    translate.dict_to_struct(dict(params or {}), req.params)
-    shared = req.shared_context
-    shared.request_id = req.request_id
-    shared.api_name = api_name
-    translate.dict_to_struct(dict(metadata or {}), shared.metadata)
-    method = str(rq.get("method", "GET"))
-    path = str(rq.get("path", "/"))
-    req_body = _body_bytes(rq.get("body"))
-    resp_body = _body_bytes(rs.get("body"))
-    status = int(rs.get("status", 200))
-    if phase in ("request_headers", "request_body", "request_chunk"):
-        ctx: Any = getattr(req, phase).context
-        _headers(ctx.headers, rq.get("headers"))
-        ctx.path, ctx.method = path, method
-        ctx.authority = str(rq.get("authority", "gateway.local"))
-        ctx.scheme = str(rq.get("scheme", "http"))
-        if phase == "request_body":
-            _body(ctx.body, req_body)
-    elif phase in ("response_headers", "response_body", "response_chunk"):
-        ctx = getattr(req, phase).context
-        _headers(ctx.request_headers, rq.get("headers"))
-        ctx.request_path, ctx.request_method = path, method
-        if req_body is not None:
-            _body(ctx.request_body, req_body)
-        _headers(ctx.response_headers, rs.get("headers"))
-        ctx.response_status = status
-        if phase == "response_body":
-            _body(ctx.response_body, resp_body)
-    if phase in ("request_chunk", "response_chunk"):
-        c = getattr(req, phase).chunk
-        c.chunk, c.end_of_stream, c.index = chunk, end_of_stream, chunk_index
-    elif phase.startswith("needs_more"):
-        getattr(req, phase).accumulated = accumulated
-    return req
 
 
 def cancel_request(
@@ -296,3 +187,12 @@ class ExecutorClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+__all__ = [
+    "CallStream",
+    "ExecutorClient",
+    "build_request",
+    "cancel_request",
+    "target_for",
+]

@@ -47,7 +47,6 @@ ENV_EXECUTOR_CPUS: Final = "PYTHON_EXECUTOR_CPUS"
 SYNC_IDLE_GAP_US: Final = 100
 #: ... and only after this many requests in a row found the stream idle.
 SYNC_IDLE_STREAK: Final = 6
-#: gRPC message size limit (upstream uses 50 MiB both ways).
+#: gRPC message size limit (upstream uses 50 MiB both ways). Worker frames have their own limit,
+#: ``framing.MAX_FRAME``.
 MAX_MESSAGE_BYTES: Final = 50 * 1024 * 1024
-#: Largest frame accepted from a worker (JSON of a max-size body plus room).
-MAX_WORKER_FRAME: Final = 4 * MAX_MESSAGE_BYTES

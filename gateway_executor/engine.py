@@ -6,6 +6,7 @@ Transport-free: the gRPC service (``service.py``) and the benchmark call into th
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 import time
@@ -15,18 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway_executor import defaults, translate
-from gateway_executor.pool import (
-    AcquireTimeout,
-    CallState,
-    Cancelled,
-    Job,
-    PerCallRunner,
-    PolicyRuntime,
-    PolicyUnavailable,
-    WorkerPool,
-)
+from gateway_executor.jobs import AcquireTimeout, CallState, Cancelled, Job, PolicyUnavailable
+from gateway_executor.percall import PerCallRunner
+from gateway_executor.pool import WorkerPool
 from gateway_executor.proto import python_executor_pb2 as pb
 from gateway_executor.registry import PolicyEntry
+from gateway_executor.runtime import PolicyRuntime, RuntimeStats
 from gateway_executor.worker import Spawner, WorkerError, WorkerTimeout
 
 log = logging.getLogger("gateway_executor.engine")
@@ -150,8 +145,24 @@ class Engine:
         ]
         return "; ".join(bad)
 
+    def stats(self) -> dict[str, RuntimeStats]:
+        """Each policy's counters (by ``name:version``), with its live instances."""
+        with self._lock:
+            instances = collections.Counter(i.runtime.entry.key for i in self._instances.values())
+        return {
+            key: dataclasses.replace(rt.stats(), instances=instances[key])
+            for key, rt in self.runtimes.items()
+        }
+
     def health(self) -> pb.HealthCheckResponse:
-        """The ``HealthCheck`` answer, with the per-policy extension fields."""
+        """The ``HealthCheck`` answer, with the per-policy extension fields.
+
+        The protocol has no field for the counters of :meth:`stats`; at debug level each
+        health check logs them.
+        """
+        if log.isEnabledFor(logging.DEBUG):
+            for key, stats in sorted(self.stats().items()):
+                log.debug("policy %s: %s", key, stats.summary())
         resp = pb.HealthCheckResponse(
             ready=self.ready,
             loaded_policies=sum(1 for rt in self.runtimes.values() if rt.ready),
@@ -232,11 +243,6 @@ class Engine:
             return pb.DestroyPolicyResponse(success=True)  # already gone: idempotent
         inst.runtime.destroy(inst.iid)
         return pb.DestroyPolicyResponse(success=True)
-
-    def instance_count(self) -> int:
-        """Number of live instances."""
-        with self._lock:
-            return len(self._instances)
 
     # ---- calls ---------------------------------------------------------------------------------
     def _failure(

@@ -1,8 +1,15 @@
-"""Read and validate the policy registry (``policy-registry.json``, written by the builder)."""
+"""The policy registry (``policy-registry.json``): the one data file the executor reads.
+
+The document format lives here, writer beside reader: the builder maps its build plan to
+:class:`PolicyEntry` values and writes them with :func:`registry_text`; the executor reads them
+back with :func:`load_registry`. The text is canonical (keys sorted, 2-space indent, trailing
+newline, no timestamps), so identical plans give identical bytes.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +50,39 @@ class PolicyEntry:
     def major(self) -> str:
         """``v1`` for ``v1.2.3`` (upstream falls back to the major version)."""
         return self.version.split(".", 1)[0]
+
+
+def entry_to_dict(entry: PolicyEntry) -> dict[str, Any]:
+    """One ``policies[]`` item of the document."""
+    return {
+        "name": entry.name,
+        "version": entry.version,
+        "module": entry.module,
+        "sys_path": list(entry.sys_path),
+        "python": entry.python,
+        "python_version": entry.python_version,
+        "failure_mode": entry.failure_mode,
+        "timeout_ms": entry.timeout_ms,
+        "isolation": entry.isolation,
+        "workers": entry.workers,
+        "params": entry.params,
+        "source": entry.source,
+    }
+
+
+def registry_document(entries: Iterable[PolicyEntry]) -> dict[str, Any]:
+    """The whole registry as a JSON-able dict (policies sorted by name, then version)."""
+    return {
+        "format": defaults.REGISTRY_FORMAT,
+        "format_version": defaults.REGISTRY_FORMAT_VERSION,
+        "policies": [entry_to_dict(e) for e in sorted(entries, key=lambda e: (e.name, e.version))],
+    }
+
+
+def registry_text(entries: Iterable[PolicyEntry]) -> str:
+    """The registry file's exact text."""
+    document = registry_document(entries)
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def _expect(cond: bool, where: str, what: str, got: Any) -> None:

@@ -31,7 +31,7 @@ import grpc
 
 from gateway_executor import defaults, translate
 from gateway_executor.engine import Engine
-from gateway_executor.pool import CallState
+from gateway_executor.jobs import CallState
 from gateway_executor.proto import python_executor_pb2 as pb
 from gateway_executor.proto import python_executor_pb2_grpc as pb_grpc
 

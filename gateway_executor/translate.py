@@ -8,11 +8,13 @@ byte). Replies from a worker are untrusted: every conversion here raises ``Value
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import struct_pb2
 
+from gateway_executor.phases import CAPABILITIES, PHASES
 from gateway_executor.proto import python_executor_pb2 as pb
 
 
@@ -28,79 +30,28 @@ class PayloadKind:
     body: str | None = None
 
 
+def _pb_phase(name: str) -> int:
+    """The protocol's ``Phase`` enum value for a phase name (``PHASE_`` + its upper case)."""
+    return pb.Phase.Value(f"PHASE_{name.upper()}")
+
+
+def _oneof_field(action: str) -> str:
+    """The response oneof field for an SDK action class (``ImmediateResponse`` ->
+    ``immediate_response``)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower()
+
+
 PAYLOADS: dict[str, PayloadKind] = {
-    k.payload: k
-    for k in (
-        PayloadKind(
-            "request_headers", pb.PHASE_REQUEST_HEADERS, "request_headers", "request_header_action"
-        ),
-        PayloadKind(
-            "request_body", pb.PHASE_REQUEST_BODY, "request_body", "request_action", "body"
-        ),
-        PayloadKind(
-            "response_headers",
-            pb.PHASE_RESPONSE_HEADERS,
-            "response_headers",
-            "response_header_action",
-        ),
-        PayloadKind(
-            "response_body",
-            pb.PHASE_RESPONSE_BODY,
-            "response_body",
-            "response_action",
-            "response_body",
-        ),
-        PayloadKind(
-            "needs_more_request_data",
-            pb.PHASE_NEEDS_MORE_REQUEST_DATA,
-            "needs_more_request_data",
-            "needs_more_decision",
-        ),
-        PayloadKind(
-            "request_chunk",
-            pb.PHASE_REQUEST_BODY_CHUNK,
-            "request_body_chunk",
-            "streaming_request_action",
-        ),
-        PayloadKind(
-            "needs_more_response_data",
-            pb.PHASE_NEEDS_MORE_RESPONSE_DATA,
-            "needs_more_response_data",
-            "needs_more_decision",
-        ),
-        PayloadKind(
-            "response_chunk",
-            pb.PHASE_RESPONSE_BODY_CHUNK,
-            "response_body_chunk",
-            "streaming_response_action",
-        ),
-        PayloadKind("cancel_execution", pb.PHASE_CANCEL, "cancel", ""),
-    )
+    p.payload: PayloadKind(p.payload, _pb_phase(p.name), p.name, p.response_field, p.body)
+    for p in PHASES.values()
 }
+PAYLOADS["cancel_execution"] = PayloadKind("cancel_execution", _pb_phase("cancel"), "cancel", "")
 
 #: Which SDK action types each response payload accepts, and the oneof field for each.
 ACTION_FIELDS: dict[str, dict[str, str]] = {
-    "request_header_action": {
-        "UpstreamRequestHeaderModifications": "upstream_request_header_modifications",
-        "ImmediateResponse": "immediate_response",
-    },
-    "request_action": {
-        "UpstreamRequestModifications": "upstream_request_modifications",
-        "ImmediateResponse": "immediate_response",
-    },
-    "response_header_action": {
-        "DownstreamResponseHeaderModifications": "downstream_response_header_modifications",
-        "ImmediateResponse": "immediate_response",
-    },
-    "response_action": {
-        "DownstreamResponseModifications": "downstream_response_modifications",
-        "ImmediateResponse": "immediate_response",
-    },
-    "streaming_request_action": {"ForwardRequestChunk": "forward_request_chunk"},
-    "streaming_response_action": {
-        "ForwardResponseChunk": "forward_response_chunk",
-        "TerminateResponseChunk": "terminate_response_chunk",
-    },
+    p.response_field: {action: _oneof_field(action) for action in p.actions}
+    for p in PHASES.values()
+    if p.actions
 }
 
 
@@ -479,16 +430,4 @@ def processing_mode(mode: dict[str, str]) -> pb.ProcessingMode:
 
 def capabilities(caps: dict[str, bool]) -> pb.PolicyCapabilities:
     """Wire capabilities dict -> ``PolicyCapabilities``."""
-    return pb.PolicyCapabilities(
-        **{
-            k: bool(caps.get(k))
-            for k in (
-                "request_headers",
-                "request_body",
-                "response_headers",
-                "response_body",
-                "streaming_request",
-                "streaming_response",
-            )
-        }
-    )
+    return pb.PolicyCapabilities(**{k: bool(caps.get(k)) for k in CAPABILITIES})

@@ -1,9 +1,9 @@
 """One worker process: spawn it with the policy's interpreter, talk framed JSON to it, kill it.
 
-Frames are a 4-byte big-endian length followed by UTF-8 JSON. Replies are decoded with
-``json.loads`` only, so a compromised policy process cannot run code in the executor; a frame
-larger than :data:`defaults.MAX_WORKER_FRAME`, trailing bytes or undecodable JSON are protocol
-errors and the worker is killed.
+Frames are those of :mod:`gateway_executor.framing`. Replies are only JSON-decoded, so a
+compromised policy process cannot run code in the executor; a frame larger than
+:data:`framing.MAX_FRAME`, trailing bytes or undecodable JSON are protocol errors and the worker
+is killed.
 
 All processes are started from one long-lived thread (:class:`Spawner`): Linux delivers
 ``PR_SET_PDEATHSIG`` when the *thread* that forked a child exits, so spawning from short-lived
@@ -19,7 +19,6 @@ import queue
 import select
 import signal
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -28,15 +27,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from gateway_executor import defaults
+from gateway_executor import framing
+from gateway_executor.framing import FrameError, FrameReader, encode
 from gateway_executor.registry import PolicyEntry
-from gateway_executor.worker_shim import _json_codec
 
 log = logging.getLogger("gateway_executor.worker")
 
 SHIM_PATH = Path(__file__).resolve().parent / "worker_shim.py"
-_HEADER = struct.Struct(">I")
-_SEQ = struct.Struct(">Q")
 
 
 class WorkerError(Exception):
@@ -55,22 +52,12 @@ class WorkerProtocolError(WorkerError):
     """The worker sent something that is not a valid frame."""
 
 
-# One codec for both ends of the pipe: the shim's (standard library only, no side effects).
-_encode_json, _decode_json = _json_codec()
-
-
-def encode(obj: Any) -> bytes:
-    """Serialize one frame."""
-    data = _encode_json(obj).encode("utf-8")
-    return _HEADER.pack(len(data)) + data
-
-
 def decode(body: bytes) -> dict[str, Any]:
-    """Parse one frame body; only JSON objects are valid frames."""
+    """Parse one reply frame's body; only JSON objects are valid replies."""
     try:
-        reply = _decode_json(body.decode("utf-8", "surrogatepass"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WorkerProtocolError(f"undecodable frame: {exc}") from exc
+        reply = framing.decode(body)
+    except FrameError as exc:
+        raise WorkerProtocolError(str(exc)) from exc
     if not isinstance(reply, dict):
         raise WorkerProtocolError("frame is not an object")
     return reply
@@ -126,6 +113,8 @@ class WorkerProcess:
         self.proc = proc
         self.pid = proc.pid
         self.sock = sock
+        #: Reads replies with no deadline (the socket is blocking once the pool drives it).
+        self._frames = FrameReader(sock.recv)
         self._control_w = control_w
         self._seq = 0
         self.dead = False
@@ -135,7 +124,7 @@ class WorkerProcess:
         self.pending_drop: list[str] = []
         self.python_version = ""
         self.distributions: dict[str, str] = {}
-        #: The pool's job now running here (a ``pool.Job``), and why the pool condemned this
+        #: The pool's job now running here (a ``jobs.Job``), and why the pool condemned this
         #: worker ("" while healthy). Both are guarded by the owning pool's lock.
         self.job: Any = None
         self.doomed = ""
@@ -316,7 +305,7 @@ class WorkerProcess:
     def read_frame(self) -> dict[str, Any]:
         """Block until the next reply frame (the socket is in blocking mode, no timeout)."""
         try:
-            return self._read(self.sock, None)
+            return self._read(self._frames)
         except OSError as exc:
             raise WorkerDied(f"connection lost: {exc}") from exc
 
@@ -327,7 +316,10 @@ class WorkerProcess:
         sock = self.sock
         try:
             sock.settimeout(timeout)
-            return self._read(sock, timeout)
+            if timeout is None:
+                return self._read(self._frames)
+            deadline = time.monotonic() + timeout
+            return self._read(FrameReader(lambda size: self._recv_until(sock, deadline, size)))
         except TimeoutError as exc:
             raise WorkerTimeout("no reply in time") from exc
         except OSError as exc:
@@ -354,41 +346,27 @@ class WorkerProcess:
         if isinstance(dists, dict):
             self.distributions = {str(k): str(v) for k, v in dists.items()}
 
-    def _read(self, sock: socket.socket, timeout: float | None) -> dict[str, Any]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        buf = sock.recv(65536)
-        while len(buf) < 4:
-            if not buf:
-                raise WorkerDied("worker closed the connection")
-            more = self._recv_more(sock, deadline)
-            if not more:
-                raise WorkerDied("worker closed the connection")
-            buf += more
-        (size,) = _HEADER.unpack_from(buf)
-        if size > defaults.MAX_WORKER_FRAME:
-            raise WorkerProtocolError(f"frame of {size} bytes exceeds the limit")
-        need = size + 4
-        if len(buf) < need:
-            parts = [buf]
-            have = len(buf)
-            while have < need:
-                more = self._recv_more(sock, deadline, min(need - have, 1 << 20))
-                if not more:
-                    raise WorkerDied("worker closed the connection mid-frame")
-                parts.append(more)
-                have += len(more)
-            buf = b"".join(parts)
-        if len(buf) != need:
+    @staticmethod
+    def _read(frames: FrameReader) -> dict[str, Any]:
+        """One reply: exactly one frame (a worker answers each request once, in order)."""
+        try:
+            body = frames.read()
+        except EOFError as exc:
+            raise WorkerDied("worker closed the connection mid-frame") from exc
+        except FrameError as exc:
+            raise WorkerProtocolError(str(exc)) from exc
+        if body is None:
+            raise WorkerDied("worker closed the connection")
+        if frames.buffer:
             raise WorkerProtocolError("trailing bytes after a frame")
-        return decode(buf[4:])
+        return decode(body)
 
     @staticmethod
-    def _recv_more(sock: socket.socket, deadline: float | None, size: int = 65536) -> bytes:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("timed out")
-            sock.settimeout(left)
+    def _recv_until(sock: socket.socket, deadline: float, size: int) -> bytes:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        sock.settimeout(left)
         return sock.recv(size)
 
     def cancel(self, seq: int) -> None:
@@ -396,7 +374,7 @@ class WorkerProcess:
         if self._control_w is None or self.dead:
             return
         with contextlib.suppress(OSError):
-            os.write(self._control_w, _SEQ.pack(seq))
+            os.write(self._control_w, framing.SEQ.pack(seq))
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self, check: bool, report: bool, timeout: float) -> dict[str, Any]:
@@ -483,6 +461,5 @@ __all__ = [
     "WorkerProtocolError",
     "WorkerTimeout",
     "decode",
-    "encode",
     "executable_exists",
 ]

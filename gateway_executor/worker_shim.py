@@ -5,11 +5,11 @@ The executor starts this file as a script with the policy venv's interpreter::
 
     <venv>/bin/python worker_shim.py --fd N --control-fd M --parent-pid P
 
-It uses only the standard library and ``apip_sdk_core`` and runs on Python 3.10-3.13, so it needs
-nothing else from the executor. It talks to the executor over the inherited socket ``--fd`` with
-length-prefixed JSON frames (4-byte big-endian length, then UTF-8 JSON). Bytes travel as JSON
-strings decoded as latin-1 (one char per byte, lossless). Nothing executable ever crosses the
-socket in either direction.
+It uses only the standard library and ``apip_sdk_core`` and runs on Python 3.10-3.13; from the
+executor it needs only its two sibling files ``framing.py`` (the frame format) and ``phases.py``
+(the hook of each phase), loaded by path. It talks to the executor over the inherited socket
+``--fd`` with length-prefixed JSON frames. Bytes travel as JSON strings decoded as latin-1 (one
+char per byte, lossless). Nothing executable ever crosses the socket in either direction.
 
 Conversation (executor -> worker, one reply per frame, strictly in order):
 
@@ -27,120 +27,47 @@ cancelled calls; ``ExecutionContext.is_cancelled()`` polls it. The shim dies wit
 from __future__ import annotations
 
 import importlib
-import json
+import importlib.util
 import os
 import platform
 import signal
 import socket
-import struct
 import sys
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from types import ModuleType
 from typing import Any
 
-_HEADER = struct.Struct(">I")
-_SEQ = struct.Struct(">Q")
-#: Largest frame accepted from the executor (bodies are bounded by gRPC's limits anyway).
-MAX_FRAME = 256 * 1024 * 1024
 
-PHASE_HOOKS = {
-    "request_headers": "on_request_headers",
-    "request_body": "on_request_body",
-    "response_headers": "on_response_headers",
-    "response_body": "on_response_body",
-    "needs_more_request_data": "needs_more_request_data",
-    "request_body_chunk": "on_request_body_chunk",
-    "needs_more_response_data": "needs_more_response_data",
-    "response_body_chunk": "on_response_body_chunk",
-}
+def _sibling(name: str) -> ModuleType:
+    """The executor module ``name`` from this file's directory.
 
-
-# --------------------------------------------------------------------------------------------
-# framing
-# --------------------------------------------------------------------------------------------
-class FrameReader:
-    """Reads length-prefixed frames; usually one ``recv`` per frame."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._recv = sock.recv
-        self._buf = b""
-
-    def read(self) -> Any:
-        """The next decoded frame; ``None`` on a clean EOF."""
-        buf = self._buf or self._recv(65536)
-        while len(buf) < 4:
-            more = self._recv(65536)
-            if not more:
-                return None
-            buf += more
-        (size,) = _HEADER.unpack_from(buf)
-        if size > MAX_FRAME:
-            raise ValueError(f"frame of {size} bytes exceeds the limit")
-        need = size + 4
-        if len(buf) < need:
-            parts = [buf]
-            have = len(buf)
-            while have < need:
-                more = self._recv(min(need - have, 1 << 20))
-                if not more:
-                    return None
-                parts.append(more)
-                have += len(more)
-            buf = b"".join(parts)
-        self._buf = buf[need:]
-        return _decode_json(buf[4:need].decode("utf-8", "surrogatepass"))
-
-
-def _json_codec() -> tuple[Callable[[Any], str], Callable[[str], Any]]:
-    """Compact JSON encode/decode that call the C encoder and scanner directly.
-
-    ``JSONEncoder.encode`` builds a new C encoder and goes through two Python frames per call;
-    on the per-call path that matters. Falls back to the public API if the C parts are missing
-    or do not behave as expected.
+    Inside the executor (and its tests) this file is ``gateway_executor.worker_shim`` and the
+    sibling is imported as usual. As a worker it runs as a script in the policy's venv, where
+    the package is not installed and ``-I`` keeps this directory off ``sys.path`` (it must not
+    shadow the policy's own modules): the file is loaded by path under a private name.
     """
-    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-    decoder = json.JSONDecoder()
-    try:
-        from json.encoder import (  # type: ignore[attr-defined]
-            c_make_encoder,
-            encode_basestring,
-        )
-
-        if c_make_encoder is None:
-            raise ImportError("no C encoder")
-        c_encode = c_make_encoder(
-            None, encoder.default, encode_basestring, None, ":", ",", False, False, True
-        )
-        scan = decoder.scan_once  # type: ignore[attr-defined]
-
-        def dumps(obj: Any) -> str:
-            return "".join(c_encode(obj, 0))
-
-        def loads(text: str) -> Any:
-            try:
-                obj, end = scan(text, 0)
-            except StopIteration as exc:
-                raise ValueError(f"invalid JSON at character {exc.value}") from None
-            if end != len(text):
-                raise ValueError(f"extra data after the JSON value at character {end}")
-            return obj
-
-        sample = {"a": [1, 2.5, "\u00ff\n", None, True], "b": {}}
-        if dumps(sample) != encoder.encode(sample) or loads(dumps(sample)) != sample:
-            raise ValueError("C JSON functions behave differently")
-        return dumps, loads
-    except Exception:
-        return encoder.encode, decoder.decode
+    if __package__:
+        return importlib.import_module(f"{__package__}.{name}")
+    qualified = f"_gateway_executor_{name}"
+    loaded = sys.modules.get(qualified)
+    if loaded is not None:
+        return loaded
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(qualified, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[qualified] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
 
 
-_encode_json, _decode_json = _json_codec()
-
-
-def encode_frame(obj: Any) -> bytes:
-    """Serialize ``obj`` as one frame."""
-    data = _encode_json(obj).encode("utf-8", "surrogatepass")
-    return _HEADER.pack(len(data)) + data
+framing = _sibling("framing")
+phases = _sibling("phases")
+PHASES: dict[str, Any] = phases.PHASES
+encode_frame: Callable[[Any], bytes] = framing.encode
 
 
 def _b2s(data: bytes | bytearray | memoryview | None) -> str | None:
@@ -243,26 +170,15 @@ class Shim:
     def _bind_sdk(self, sdk: Any) -> None:
         """Look the SDK's classes up once (phase enums, context classes, allowed actions)."""
         self.sdk = sdk
-        self._phases = {
-            phase: sdk.ExecutionPhase(phase)
-            for phase in PHASE_HOOKS
-            if phase in {p.value for p in sdk.ExecutionPhase}
-        }
+        known = {p.value for p in sdk.ExecutionPhase}
+        self._phases = {name: sdk.ExecutionPhase(name) for name in PHASES if name in known}
         self._contexts = {
-            "request_headers": sdk.RequestHeaderContext,
-            "request_body": sdk.RequestContext,
-            "response_headers": sdk.ResponseHeaderContext,
-            "response_body": sdk.ResponseContext,
-            "request_body_chunk": sdk.RequestStreamContext,
-            "response_body_chunk": sdk.ResponseStreamContext,
+            name: getattr(sdk, phase.context) for name, phase in PHASES.items() if phase.context
         }
         self._allowed = {
-            "request_headers": (sdk.UpstreamRequestHeaderModifications, sdk.ImmediateResponse),
-            "request_body": (sdk.UpstreamRequestModifications, sdk.ImmediateResponse),
-            "response_headers": (sdk.DownstreamResponseHeaderModifications, sdk.ImmediateResponse),
-            "response_body": (sdk.DownstreamResponseModifications, sdk.ImmediateResponse),
-            "request_body_chunk": (sdk.ForwardRequestChunk,),
-            "response_body_chunk": (sdk.ForwardResponseChunk, sdk.TerminateResponseChunk),
+            name: tuple(getattr(sdk, action) for action in phase.actions)
+            for name, phase in PHASES.items()
+            if phase.actions
         }
 
     def _headers(self, raw: dict[str, list[str]] | None) -> Any:
@@ -423,12 +339,8 @@ class Shim:
                 "mode() does not match the implemented interfaces: " + "; ".join(problems)
             )
         caps = {
-            "request_headers": isinstance(policy, sdk.RequestHeaderPolicy),
-            "request_body": isinstance(policy, sdk.RequestPolicy),
-            "response_headers": isinstance(policy, sdk.ResponseHeaderPolicy),
-            "response_body": isinstance(policy, sdk.ResponsePolicy),
-            "streaming_request": isinstance(policy, sdk.StreamingRequestPolicy),
-            "streaming_response": isinstance(policy, sdk.StreamingResponsePolicy),
+            name: isinstance(policy, getattr(sdk, interface))
+            for name, interface in phases.CAPABILITIES.items()
         }
         return wire, caps
 
@@ -468,7 +380,7 @@ class Shim:
         if kind is None:
             names = " | ".join(cls.__name__ for cls in allowed)
             raise TypeError(
-                f"{PHASE_HOOKS[phase]} returned {type(action).__name__}; expected {names} or None"
+                f"{PHASES[phase].hook} returned {type(action).__name__}; expected {names} or None"
             )
         out: dict[str, Any] = {"t": kind.__name__}
         for name, how in self._plan(kind):
@@ -554,7 +466,7 @@ class Shim:
                     self._control_fd = None
                     break
                 for i in range(0, len(data) - len(data) % 8, 8):
-                    self._cancelled.add(_SEQ.unpack_from(data, i)[0])
+                    self._cancelled.add(framing.SEQ.unpack_from(data, i)[0])
         return self._current_seq in self._cancelled
 
     def call(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -571,20 +483,20 @@ class Shim:
         if policy is None:
             raise LookupError(f"no policy instance {iid}")
         phase = msg["phase"]
-        hook_name = PHASE_HOOKS.get(phase)
-        if hook_name is None:
+        spec = PHASES.get(phase)
+        if spec is None:
             raise ValueError(f"unknown phase {phase!r}")
-        hook = getattr(policy, hook_name, None)
+        hook = getattr(policy, spec.hook, None)
         if hook is None:
-            raise TypeError(f"policy {type(policy).__name__} does not implement {hook_name}")
-        if phase.startswith("needs_more"):
+            raise TypeError(f"policy {type(policy).__name__} does not implement {spec.hook}")
+        if spec.context is None:
             decision = hook(_s2b(msg.get("accumulated")) or b"")
             return {"needs_more": bool(decision)}
         execution_ctx = self._execution_context(phase, msg.get("exec") or {})
         shared = self._shared(msg.get("shared") or {})
         ctx = self._context(phase, msg.get("ctx") or {}, shared)
         params = msg.get("params") or {}
-        if phase.endswith("chunk"):
+        if spec.chunked:
             raw = msg.get("chunk") or {}
             chunk = self.sdk.StreamBody(
                 chunk=_s2b(raw.get("chunk")) or b"",
@@ -623,7 +535,7 @@ def _error(exc: BaseException) -> dict[str, Any]:
 def serve(sock: socket.socket, shim: Shim) -> int:
     """Answer frames until EOF or ``exit``; returns the process exit code."""
     send = sock.sendall
-    read = FrameReader(sock).read
+    read = framing.FrameReader(sock.recv).read_message
     while True:
         msg = read()
         if msg is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from gateway_builder import smoke
-from gateway_builder.smoke_checks import canonical_distributions, check_isolation
+from gateway_builder.smoke.checks import canonical_distributions, check_isolation
 from gateway_executor.client import ExecutorClient
 
 pytestmark = pytest.mark.integration
@@ -207,7 +207,7 @@ def test_a_policy_that_fails_to_import_is_named_with_its_cause(tmp_path: Path) -
         inputs = smoke.load_inputs(root, "test context", registry_required=True)
         with ExecutorClient(str(ex.socket), timeout=20) as client:
             ex.wait_started(client)
-            with pytest.raises(smoke._StepFailed) as err:
+            with pytest.raises(smoke.StepFailed) as err:
                 smoke.check_health(client.health(), inputs.entries, _results(inputs))
     finally:
         ex.stop()

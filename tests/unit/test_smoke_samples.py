@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import json_format, wrappers_pb2
 
 from gateway_builder.errors import InputError
-from gateway_builder.smoke_samples import (
+from gateway_builder.smoke.samples import (
     PHASES,
     Sample,
     check_expectation,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RunningExecutor, policy_entry
+from executor_harness import RunningExecutor, policy_entry
 
 from gateway_executor.client import build_request
 

@@ -3,8 +3,8 @@
 An :class:`Engine` with real worker processes (this test run's interpreter, the ``chaos-policy``
 fixture) behind a real in-process gRPC server on a Unix socket. With no other call in flight on
 an idle stream, the thread that read the request (the gRPC stream reader) waits for the worker's
-reply itself (``WorkerPool.sync_calls`` counts those); a slower reply is handed to the worker's
-driver thread. Idle workers' drivers park on a pidfd and a wake pipe.
+reply itself (the pool's ``stats().fast_path_calls`` counts those); a slower reply is handed to
+the worker's driver thread. Idle workers' drivers park on a pidfd and a wake pipe.
 
 Unless a test is about the default, the fast path waits ``MAX_SYNC_WAIT_US`` (the largest
 configurable value) so that "the reply came in time" does not depend on this shared VM's load.
@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import alive, echo_load, headers_set, policy_entry
+from executor_harness import alive, echo_load, headers_set, policy_entry
 
 from gateway_executor import defaults
 from gateway_executor.client import CallStream, ExecutorClient, build_request
@@ -94,6 +94,10 @@ class Served:
         rt = self.engine.runtimes[f"{POLICY}:{VERSION}"]
         assert isinstance(rt, WorkerPool)
         return rt
+
+    def fast_path_calls(self) -> int:
+        """Calls the pool answered on the fast path so far."""
+        return self.pool.stats().fast_path_calls
 
     @property
     def stream(self) -> CallStream:
@@ -225,9 +229,9 @@ def test_sequential_calls_on_an_idle_stream_take_the_fast_path(
         s.echo(f"/seq/{i}")
     # The first SYNC_IDLE_STREAK - 1 requests cannot find a streak yet; allow a few more misses
     # (a reply later than the wait goes to the driver).
-    print(f"fast path: {s.pool.sync_calls}/{n} calls")
-    assert s.pool.sync_calls >= n - defaults.SYNC_IDLE_STREAK - 3
-    assert s.pool.sync_calls <= n
+    print(f"fast path: {s.fast_path_calls()}/{n} calls")
+    assert s.fast_path_calls() >= n - defaults.SYNC_IDLE_STREAK - 3
+    assert s.fast_path_calls() <= n
     s.wait_parked()
 
 
@@ -239,7 +243,7 @@ def test_without_a_sync_wait_no_call_takes_the_fast_path_and_drivers_never_park(
         time.sleep(GAP_S)
         s.echo(f"/seq/{i}")
         assert all(w.reader == "driver" and not w.parks for w in s.workers())
-    assert s.pool.sync_calls == 0
+    assert s.fast_path_calls() == 0
 
 
 def test_a_slow_fast_path_call_is_handed_to_the_driver_and_does_not_hold_the_reader(
@@ -247,7 +251,7 @@ def test_a_slow_fast_path_call_is_handed_to_the_driver_and_does_not_hold_the_rea
 ) -> None:
     s = serve(LONG_WAIT, workers=2)
     s.make_idle()
-    before = s.pool.sync_calls
+    before = s.fast_path_calls()
     assert before >= 1  # the stream is idle: calls go the fast path now
     slow = s.submit("/sleep/1")
     # Well past the fast-path wait: the slow reply is the driver's now and the reader is free.
@@ -260,7 +264,7 @@ def test_a_slow_fast_path_call_is_handed_to_the_driver_and_does_not_hold_the_rea
     assert headers_set(slow.result(15)).get("x-slept") == "1"
     # Neither call was answered by the reader: the slow one outlasted the wait, the quick one
     # was not alone in flight.
-    assert s.pool.sync_calls == before
+    assert s.fast_path_calls() == before
     s.wait_parked()
 
 
@@ -341,11 +345,11 @@ def test_concurrent_callers_on_one_stream_mostly_bypass_the_fast_path(
     total = callers * per_caller
     assert answered == total
     assert not s.stream.unmatched and s.stream.error is None
-    fraction = s.pool.sync_calls / total
+    fraction = s.fast_path_calls() / total
     print(
-        f"fast path with {callers} concurrent callers: {s.pool.sync_calls}/{total} = {fraction:.1%}"
+        f"fast path with {callers} concurrent callers: {s.fast_path_calls()}/{total} = {fraction:.1%}"
     )
-    assert s.pool.sync_calls < total / 2
+    assert s.fast_path_calls() < total / 2
 
 
 def test_destroy_and_stop_wake_parked_drivers(serve: Callable[..., Served]) -> None:
@@ -363,7 +367,7 @@ def test_destroy_and_stop_wake_parked_drivers(serve: Callable[..., Served]) -> N
     s.wait_parked(timeout=3)
     assert set(s.workers()) == set(workers)
     assert all(s.iid not in w.known and not w.pending_drop for w in workers)
-    assert s.engine.instance_count() == 0
+    assert s.engine.stats()[f"{POLICY}:{VERSION}"].instances == 0
     s.close()  # stop while parked: no process and no driver thread may be left (checked there)
 
 
@@ -414,9 +418,9 @@ def get_policy(metadata, params):
 def test_a_worker_ending_while_the_fast_path_reads_its_reply_is_replaced(
     serve: Callable[..., Served], tmp_path: Path
 ) -> None:
-    """Regression test for 8fbb8f1: the driver saw the pidfd while ``reader == "sync"`` and then
-    sleeps until woken; the fast path, returning the worker to idle after a good reply, must
-    wake it, or the dead worker stays in the pool (and the next call on it fails)."""
+    """The driver saw the pidfd while ``reader == "sync"`` and then sleeps until woken; the fast
+    path, returning the worker to idle after a good reply, must wake it, or the dead worker stays
+    in the pool (and the next call on it fails)."""
     src = tmp_path / "handoff-policy"
     src.mkdir()
     (src / "handoff_policy.py").write_text(HANDOFF_POLICY)
@@ -425,10 +429,10 @@ def test_a_worker_ending_while_the_fast_path_reads_its_reply_is_replaced(
     s.make_idle()
     s.wait_parked()
     [victim] = s.pids()
-    before = s.pool.sync_calls
+    before = s.fast_path_calls()
     child = int(s.echo("/die-then-reply")["x-pid"])  # the forked child wrote the reply
     assert child != victim
-    assert s.pool.sync_calls == before + 1  # answered by the reader, on the fast path
+    assert s.fast_path_calls() == before + 1  # answered by the reader, on the fast path
     # Its driver saw the process end while the reader waited (unless it is replaced already).
     assert all(w.exited for w in s.workers() if w.pid == victim)
 

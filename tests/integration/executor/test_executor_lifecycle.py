@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import REPO, RunningExecutor, alive, policy_entry
+from executor_harness import REPO, RunningExecutor, alive, policy_entry
 
 from gateway_executor.client import ExecutorClient, build_request
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import (
+from executor_harness import (
     RunningExecutor,
     alive,
     cancel_then_call,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningExecutor, cancel_then_call, policy_entry
+from executor_harness import RunningExecutor, cancel_then_call, policy_entry
 
 from gateway_executor.client import build_request, cancel_request
 from gateway_executor.proto import python_executor_pb2 as pb
