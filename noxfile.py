@@ -75,6 +75,33 @@ def e2e(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def registry(session: nox.Session) -> None:
+    """Refresh the committed registry/policy-registry.json from the default manifests (the
+    render stage never writes into the source checkout)."""
+    from gateway_builder import defaults
+    from gateway_builder.options import (
+        BaseImageOptions,
+        LockOptions,
+        RenderOptions,
+        SessionOptions,
+    )
+    from gateway_builder.pipeline import Session
+    from gateway_builder.render.registry import registry_json
+    from gateway_builder.ui import UI
+
+    options = SessionOptions(
+        build_file=ROOT / defaults.DEFAULT_BUILD_FILE,
+        python_build_file=ROOT / defaults.DEFAULT_PYTHON_BUILD_FILE,
+    )
+    plan = Session.open(options).plan(
+        LockOptions(resolve=False), RenderOptions(), BaseImageOptions(), UI()
+    )
+    target = ROOT / defaults.COMMITTED_REGISTRY_DIR / defaults.REGISTRY_FILE_NAME
+    target.write_text(registry_json(plan), encoding="utf-8")
+    session.log(f"wrote {target.relative_to(ROOT)}")
+
+
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
     """Benchmarks: each script prints a table of numbers."""
     scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))

@@ -37,10 +37,11 @@ from pathlib import Path
 import docker
 
 from gateway_builder import cli, defaults
+from gateway_builder.build import BuiltImage, build_image
+from gateway_builder.commands.build import options_from_args
 from gateway_builder.dockerd import ensure_engine
-from gateway_builder.image import BuiltImage, build_image
+from gateway_builder.pipeline import run as run_pipeline
 from gateway_builder.plan import BuildPlan
-from gateway_builder.render import render_from_args
 from gateway_builder.ui import UI
 
 REPO = defaults.REPO_DIR
@@ -208,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
 
         def render(out: Path) -> tuple[BuildPlan, float]:
-            args = cli.build_parser().parse_args([*argv_build, str(out)])
+            args = cli.build_parser().parse_args([*argv_build, str(out), "--render-only"])
             t0 = time.monotonic()
-            plan, _ = render_from_args(args, ui, out)
+            plan = run_pipeline(options_from_args(args), ui).plan
+            assert plan is not None
             return plan, time.monotonic() - t0
 
         ours_ctx, shared_ctx_dir = work / "ctx-ours", work / "ctx-shared"

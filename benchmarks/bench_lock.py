@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from gateway_builder import defaults  # noqa: E402
 from gateway_builder.cache import Cache  # noqa: E402
 from gateway_builder.cli import main  # noqa: E402
-from gateway_builder.resolve import ResolveRequest, dedupe, get_resolver  # noqa: E402
+from gateway_builder.lock.resolve import ResolveRequest, dedupe, get_resolver  # noqa: E402
 
 #: Twelve direct dependencies (more transitively), typical of an ML-free policy.
 DOZEN = (

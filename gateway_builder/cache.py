@@ -15,7 +15,6 @@ entry that a later run would trust.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,23 +28,10 @@ from urllib.parse import urlsplit, urlunsplit
 import platformdirs
 
 from gateway_builder import defaults
+from gateway_builder.digest import sha256_file, sha256_text
 from gateway_builder.errors import InputError
 
 _CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_text(text: str) -> str:
-    """Hex sha256 of a UTF-8 string."""
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def default_cache_dir() -> Path:

@@ -4,22 +4,22 @@ Commands follow the pipeline (each step can run alone, like the OpenTelemetry Co
 ``validate`` -> ``fetch`` -> ``lock`` -> ``render`` -> ``build`` (-> ``smoke-test``), plus
 ``schema`` and ``bases build``. Exit codes: 0 ok, 1 failure, 2 bad input.
 
-Each stage module exposes ``command(args, ui) -> dict``; this module only parses arguments,
-dispatches, and maps errors to exit codes. Flags are defined here, one function per command.
+This module only parses arguments, dispatches to ``gateway_builder.commands.<name>.run(args, ui)``
+(which turns flags into typed options and calls the library) and maps errors to exit codes.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gateway_builder import __version__, defaults
-from gateway_builder.errors import GatewayBuilderError, InputError
+from gateway_builder.commands import COMMANDS
+from gateway_builder.errors import GatewayBuilderError
 from gateway_builder.redact import redact_text
 from gateway_builder.ui import UI
 
@@ -88,17 +88,17 @@ def _fetch_flags() -> argparse.ArgumentParser:
         "--cache-dir", type=Path, default=None, help="fetch cache (default: user cache dir)"
     )
     p.add_argument("--offline", action="store_true", help="use only the cache; fail on a miss")
+    p.add_argument(
+        "--lock-file",
+        type=Path,
+        default=None,
+        help=f"lock file, whose pinned sources fetch reuses (default: {defaults.LOCK_FILE_NAME} next to python-build.yaml)",
+    )
     return p
 
 
 def _lock_flags() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument(
-        "--lock-file",
-        type=Path,
-        default=None,
-        help=f"lock file (default: {defaults.LOCK_FILE_NAME} next to python-build.yaml)",
-    )
     p.add_argument("--resolver", choices=defaults.RESOLVERS, default=defaults.DEFAULT_RESOLVER)
     p.add_argument(
         "--platform",
@@ -161,68 +161,8 @@ def _render_flags() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------------------------
-# Commands implemented here
-# --------------------------------------------------------------------------------------------
-
-
-def resolve_manifest_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
-    """The manifest paths to load: explicit flags, else the defaults that exist."""
-    build = args.build_file
-    python_build = args.python_build_file
-    if build is None and python_build is None:
-        if defaults.DEFAULT_BUILD_FILE.exists():
-            build = defaults.DEFAULT_BUILD_FILE
-        if defaults.DEFAULT_PYTHON_BUILD_FILE.exists():
-            python_build = defaults.DEFAULT_PYTHON_BUILD_FILE
-        if build is None and python_build is None:
-            raise InputError(
-                f"no manifests found: expected {defaults.DEFAULT_BUILD_FILE} and/or "
-                f"{defaults.DEFAULT_PYTHON_BUILD_FILE}, or pass --build-file / --python-build-file"
-            )
-    return build, python_build
-
-
-def _cmd_validate(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
-    from gateway_builder.manifest import load_manifests
-
-    build, python_build = resolve_manifest_paths(args)
-    manifests = load_manifests(build, python_build)
-    py = manifests.python_policies()
-    result = {
-        "ok": True,
-        "build_file": str(build) if build else None,
-        "python_build_file": str(python_build) if python_build else None,
-        "go_policies": [g.name for g in manifests.go_specs],
-        "python_policies": [{"name": s.name, "source": s.source.display()} for s in py],
-    }
-    human = f"ok: {len(manifests.go_specs)} Go policies, {len(py)} Python policies"
-    ui.result(result, human)
-    return result
-
-
-def _cmd_schema(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
-    from gateway_builder.manifest import json_schemas
-
-    schemas = json_schemas()
-    if args.manifest != "all":
-        schemas = {args.manifest: schemas[args.manifest]}
-    sys.stdout.write(json.dumps(schemas, indent=2, sort_keys=True) + "\n")
-    return {"ok": True}
-
-
-# --------------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------------
-
-#: command name -> (module, function) for stage commands; module.function(args, ui) -> dict
-_STAGE_COMMANDS: dict[str, tuple[str, str]] = {
-    "fetch": ("gateway_builder.fetch", "command"),
-    "lock": ("gateway_builder.lock", "command"),
-    "render": ("gateway_builder.render", "command"),
-    "build": ("gateway_builder.image", "command"),
-    "smoke-test": ("gateway_builder.smoke", "command"),
-    "bases": ("gateway_builder.bases", "command"),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
 
+    _add_image_commands(sub, g)
+    return parser
+
+
+def _add_image_commands(sub: Any, g: argparse.ArgumentParser) -> None:
+    """``smoke-test`` and ``bases``: commands on images rather than manifests."""
     sp = sub.add_parser("smoke-test", parents=[g], help="smoke-test a built image")
     sp.add_argument("image", help="image id or tag")
     sp.add_argument(
@@ -305,18 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--rebuild", action="store_true", help="ignore existing local bases and the layer cache"
     )
-    return parser
 
 
 def _run(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
-    if args.command == "validate":
-        return _cmd_validate(args, ui)
-    if args.command == "schema":
-        return _cmd_schema(args, ui)
-    module_name, func_name = _STAGE_COMMANDS[args.command]
-    module = importlib.import_module(module_name)
-    func: Callable[[argparse.Namespace, UI], dict[str, Any]] = getattr(module, func_name)
-    return func(args, ui)
+    # Imported on use: `--help` and a bad flag stay fast and need no Docker SDK or gRPC.
+    module = importlib.import_module(f"gateway_builder.commands.{COMMANDS[args.command]}")
+    result: dict[str, Any] = module.run(args, ui)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

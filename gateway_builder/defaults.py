@@ -138,12 +138,26 @@ def with_mirror(image: str, mirror: str | None) -> str:
 LOCAL_BASE_REPO: Final = "gateway-builder-local"
 #: Label set on images whose router/engine are stand-ins.
 STANDIN_LABEL: Final = "io.gateway-builder.standin"
+#: What the stand-ins are, for the ``<STANDIN_LABEL>.note`` label of bases and images.
+STANDIN_NOTE: Final = (
+    f"router ({ENVOY_BINARY}) and policy engine are gateway-builder stand-ins, "
+    "not Envoy or the upstream policy engine"
+)
+#: What ``build`` says when it builds on local bases.
+STANDIN_WARNING: Final = (
+    f"--bases local: STAND-INS in this image: the {STANDIN_NOTE}. The image runs your Python policies for real; do not "
+    f"deploy it as a gateway (label {STANDIN_LABEL}=true)."
+)
 #: Debian release, debootstrap variant and mirrors of the local Debian base (plain HTTP:
 #: containers here do not trust the host's TLS-intercepting CA, and apt verifies signatures).
 LOCAL_DEBIAN_SUITE: Final = "bookworm"
 LOCAL_DEBIAN_VARIANT: Final = "minbase"
 LOCAL_DEBIAN_MIRROR: Final = "http://deb.debian.org/debian"
 LOCAL_DEBIAN_SECURITY_MIRROR: Final = "http://deb.debian.org/debian-security"
+#: The CPython that Debian packages for LOCAL_DEBIAN_SUITE: its local base (and the local runtime)
+#: install Debian's package instead of copying an interpreter prefix. Tied to the suite, not to
+#: DEFAULT_PYTHON.
+LOCAL_DEBIAN_PYTHON: Final = "3.11"
 #: Where a Python copied from an interpreter prefix lives in the local bases.
 LOCAL_PYTHON_ROOT: Final = "/opt/python"
 #: Debian packages with the shared libraries a copied CPython's extension modules link against.

@@ -1,153 +1,259 @@
-"""The front half of the pipeline: manifests -> fetch -> lock -> BuildPlan.
+"""The one orchestrator: manifests -> fetch -> lock -> plan -> render -> build -> smoke test.
 
-``prepare_plan`` is what ``render`` and ``build`` call. With ``--locked`` the lock file must
-already match the manifests (else :class:`StaleLockError` with a diff); otherwise it is updated
-incrementally and written.
+A :class:`Session` is opened once per command: it loads the manifests, opens the fetch cache and
+reads the lock file, each exactly once. :func:`run` takes a build's typed options and stops after
+the stage it is asked for (``--render-only`` stops after RENDER, ``--no-smoke`` after BUILD);
+``--from-context`` skips the front half. Every stage below is a library call that knows nothing
+of the command line.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gateway_builder import defaults
+from gateway_builder.bases import choose_bases
+from gateway_builder.build import BuiltImage, build_image
 from gateway_builder.cache import Cache
+from gateway_builder.dockerd import ensure_engine
 from gateway_builder.errors import InputError
 from gateway_builder.fetch import FetchedPolicy, fetch_policies
 from gateway_builder.lock import (
-    LockOptions,
     LockResult,
     check_lock,
     default_lock_path,
     lock_policies,
-    options_from_args,
     pins_from_lock,
     write_lock,
 )
-from gateway_builder.lockfile import Lock, read_lock
+from gateway_builder.lock.file import Lock, read_lock
 from gateway_builder.manifest import Manifests, load_manifests
-from gateway_builder.plan import BaseImages, BuildPlan, make_plan
+from gateway_builder.models import BaseImages
+from gateway_builder.options import (
+    BaseImageOptions,
+    BuildOptions,
+    LockOptions,
+    RenderOptions,
+    SessionOptions,
+    Stage,
+    python_version_key,
+)
+from gateway_builder.plan import BuildPlan, make_plan
+from gateway_builder.render import MARKER, RenderResult, fetch_downloader, render, vcs_provenance
+from gateway_builder.smoke import SmokeReport, smoke_test
 from gateway_builder.ui import UI
 
-#: ``bases`` for prepare_plan: the images, or a function of the needed Python versions.
-BasesArg = BaseImages | Callable[[tuple[str, ...]], BaseImages]
+#: The base images of a plan, as a function of the Python versions it needs.
+BasesChooser = Callable[[tuple[str, ...]], BaseImages]
 
 
 @dataclass
-class Context:
-    """Loaded manifests, the cache, and the lock file (if one exists)."""
+class Session:
+    """Loaded manifests, the fetch cache and the lock file of one command."""
 
+    options: SessionOptions
     manifests: Manifests
     cache: Cache
     lock_path: Path
     previous: Lock | None
     previous_error: InputError | None = None
+    #: Set by :meth:`lock` when the lock file was (re)written.
     changed: bool = False
+
+    @classmethod
+    def open(cls, options: SessionOptions) -> Session:
+        """Load the manifests, open the cache and read the existing lock (once each)."""
+        manifests = load_manifests(*options.manifest_paths())
+        cache = Cache.open(options.cache_dir, offline=options.offline)
+        lock_path = options.lock_file or default_lock_path(manifests)
+        previous, error = None, None
+        if lock_path.exists():
+            try:
+                previous = read_lock(lock_path)
+            except InputError as exc:
+                error = exc
+        return cls(options, manifests, cache, lock_path, previous, error)
 
     @property
     def base(self) -> Path:
         """Directory that relative paths in the lock are relative to."""
         return self.lock_path.parent
 
+    def fetch(
+        self, ui: UI | None, *, upgrade: bool = False, upgrade_policies: Sequence[str] = ()
+    ) -> list[FetchedPolicy]:
+        """Fetch every Python policy, reusing the lock's pinned sources unless upgrading."""
+        pins = {} if upgrade else pins_from_lock(self.previous, skip=upgrade_policies)
+        return fetch_policies(
+            self.manifests.python_policies(), self.cache, base=self.base, pins=pins, ui=ui
+        )
 
-def open_context(args: argparse.Namespace) -> Context:
-    """Load the manifests named by ``args``, open the cache, read the existing lock."""
-    from gateway_builder.cli import resolve_manifest_paths
+    def check(self, fetched: Sequence[FetchedPolicy], opts: LockOptions) -> Lock:
+        """The lock file if it matches the manifests (``--check``, ``--locked``)."""
+        if self.previous_error is not None:
+            raise self.previous_error
+        return check_lock(fetched, self.lock_path, cache=self.cache, platforms=opts.platforms)
 
-    build, python_build = resolve_manifest_paths(args)
-    manifests = load_manifests(build, python_build)
-    cache = Cache.open(
-        getattr(args, "cache_dir", None), offline=bool(getattr(args, "offline", False))
-    )
-    lock_path = getattr(args, "lock_file", None) or default_lock_path(manifests)
-    previous, error = None, None
-    if lock_path.exists():
-        try:
-            previous = read_lock(lock_path)
-        except InputError as exc:
-            error = exc
-    return Context(manifests, cache, lock_path, previous, error)
+    def lock(
+        self, fetched: Sequence[FetchedPolicy], opts: LockOptions, ui: UI | None
+    ) -> LockResult:
+        """Update the lock incrementally and write it if it changed."""
+        if self.previous_error is not None and ui is not None:
+            ui.warn(f"ignoring the unreadable lock file: {self.previous_error.message}")
+        result = lock_policies(fetched, cache=self.cache, previous=self.previous, opts=opts, ui=ui)
+        if ui is not None:
+            for note in result.notes:
+                ui.warn(note)
+        self.changed = write_lock(self.lock_path, result.lock)
+        if ui is not None:
+            ui.info(f"{self.lock_path}: {'written' if self.changed else 'unchanged'}")
+        return result
 
+    def plan(
+        self,
+        lock_options: LockOptions,
+        render_options: RenderOptions,
+        bases: BaseImageOptions | BasesChooser,
+        ui: UI,
+    ) -> BuildPlan:
+        """Fetch, lock (or verify the lock) and freeze everything into a :class:`BuildPlan`."""
+        with ui.step("fetch"):
+            fetched = self.fetch(ui)
+        if lock_options.resolve:
+            with ui.step("lock"):
+                lock = self.lock(fetched, lock_options, ui).lock
+        else:
+            with ui.step("check lock"):
+                lock = self.check(fetched, lock_options)
+        choose = (
+            choose_bases(bases, self.manifests.gateway_version, ui)
+            if isinstance(bases, BaseImageOptions)
+            else bases
+        )
+        with ui.step("plan"):
+            return make_plan(
+                self.manifests,
+                lock,
+                fetched,
+                bases=choose(python_versions(fetched, lock)),
+                platform=render_options.platform,
+                policy_engine_binary=render_options.policy_engine,
+                labels=render_options.labels,
+                source_date_epoch=render_options.source_date_epoch,
+            )
 
-def fetch_for(
-    ctx: Context,
-    ui: UI | None,
-    *,
-    upgrade: bool = False,
-    upgrade_policies: Sequence[str] = (),
-) -> list[FetchedPolicy]:
-    """Fetch every Python policy, reusing the lock's pinned sources unless upgrading."""
-    pins = {} if upgrade else pins_from_lock(ctx.previous, skip=upgrade_policies)
-    return fetch_policies(
-        ctx.manifests.python_policies(), ctx.cache, base=ctx.base, pins=pins, ui=ui
-    )
-
-
-def lock_and_write(
-    ctx: Context, fetched: Sequence[FetchedPolicy], opts: LockOptions, ui: UI | None
-) -> LockResult:
-    """Update the lock incrementally and write it if it changed."""
-    if ctx.previous_error is not None and ui is not None:
-        ui.warn(f"ignoring the unreadable lock file: {ctx.previous_error.message}")
-    result = lock_policies(
-        ctx.manifests, fetched, cache=ctx.cache, previous=ctx.previous, opts=opts, ui=ui
-    )
-    if ui is not None:
-        for note in result.notes:
-            ui.warn(note)
-    ctx.changed = write_lock(ctx.lock_path, result.lock)
-    if ui is not None:
-        ui.info(f"{ctx.lock_path}: {'written' if ctx.changed else 'unchanged'}")
-    return result
-
-
-def parse_labels(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """``KEY=VALUE`` strings -> sorted pairs (a bad one is an InputError)."""
-    out = []
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--label {value!r}: expected KEY=VALUE")
-        out.append((key.strip(), val))
-    return tuple(sorted(out))
+    def render(self, plan: BuildPlan, out_dir: Path, ui: UI) -> RenderResult:
+        """Write the build context of ``plan`` into ``out_dir``."""
+        build_file, python_file = self.options.manifest_paths()
+        revision, source = vcs_provenance(python_file or build_file)
+        with ui.step("render"):
+            return render(
+                plan,
+                out_dir,
+                download=fetch_downloader(self.cache),
+                revision=revision,
+                source=source,
+            )
 
 
 def python_versions(fetched: Sequence[FetchedPolicy], lock: Lock) -> tuple[str, ...]:
     """Python versions the image needs (policies + executor), sorted."""
     versions = {f.python_version for f in fetched} | {lock.executor.python}
-    return tuple(sorted(versions, key=lambda v: tuple(int(x) for x in v.split("."))))
+    return tuple(sorted(versions, key=python_version_key))
 
 
-def prepare_plan(args: argparse.Namespace, ui: UI, *, bases: BasesArg) -> BuildPlan:
-    """Load manifests, fetch, lock (or verify with ``args.locked``) and make the BuildPlan."""
-    ctx = open_context(args)
-    with ui.step("fetch"):
-        fetched = fetch_for(ctx, ui)
-    if getattr(args, "locked", False):
-        if ctx.previous_error is not None:
-            raise ctx.previous_error
-        with ui.step("check lock"):
-            lock = check_lock(
-                ctx.manifests,
-                fetched,
-                ctx.lock_path,
-                cache=ctx.cache,
-                platforms=tuple(getattr(args, "platforms", None) or ()),
-            )
-    else:
-        with ui.step("lock"):
-            lock = lock_and_write(ctx, fetched, options_from_args(args), ui).lock
-    with ui.step("plan"):
-        images = bases(python_versions(fetched, lock)) if callable(bases) else bases
-        return make_plan(
-            ctx.manifests,
-            lock,
-            fetched,
-            bases=images,
-            platform=getattr(args, "target_platform", None) or defaults.DEFAULT_PLATFORM,
-            policy_engine_binary=getattr(args, "policy_engine", None),
-            labels=parse_labels(getattr(args, "label", None) or ()),
-            source_date_epoch=getattr(args, "source_date_epoch", None),
+@dataclass
+class Outcome:
+    """What a :func:`run` produced, stage by stage (None: the stage did not run)."""
+
+    context: Path | None = None
+    #: The context is a temporary directory, removed when run() returns.
+    temporary_context: bool = False
+    plan: BuildPlan | None = None
+    rendered: RenderResult | None = None
+    standin: bool = False
+    python_policies: list[str] = field(default_factory=list)
+    built: BuiltImage | None = None
+    smoke: SmokeReport | None = None
+
+
+def read_context_manifest(context: Path) -> dict[str, Any]:
+    """The build manifest of an already rendered context (``--from-context``)."""
+    marker = context / MARKER
+    if not (context / "Dockerfile").is_file() or not marker.is_file():
+        raise InputError(
+            f"--from-context {context}: not a rendered context (no Dockerfile or {MARKER})"
         )
+    try:
+        data: dict[str, Any] = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--from-context {context}: unreadable {MARKER}: {exc}") from None
+    return data
+
+
+@contextmanager
+def _context_dir(out: Path | None) -> Iterator[tuple[Path, bool]]:
+    if out is not None:
+        yield Path(out), False
+        return
+    temp = Path(tempfile.mkdtemp(prefix="gateway-builder-context-"))
+    try:
+        yield temp / "context", True
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def run(options: BuildOptions, ui: UI, *, bases: BasesChooser | None = None) -> Outcome:
+    """Run the stages of one build up to ``options.until``.
+
+    ``bases`` replaces the choice of base images made from ``options.bases`` (tests and
+    benchmarks that bring their own images).
+    """
+    if options.until < Stage.RENDER:
+        raise InputError("a build runs at least up to the render stage")
+    with _context_dir(options.out if options.from_context is None else None) as (ctx, temp):
+        outcome = Outcome(temporary_context=temp and options.from_context is None)
+        extra_labels: dict[str, str] = {}
+        if options.from_context is not None:
+            outcome.context = Path(options.from_context)
+            manifest = read_context_manifest(outcome.context)
+            outcome.standin = bool(manifest.get("standin"))
+            outcome.python_policies = [p.get("name") for p in manifest.get("python_policies", [])]
+            extra_labels = dict(options.render.labels)
+            ui.info(f"building the rendered context {outcome.context}")
+        else:
+            session = Session.open(options.session)
+            outcome.plan = session.plan(options.lock, options.render, bases or options.bases, ui)
+            outcome.rendered = session.render(outcome.plan, ctx, ui)
+            outcome.context = ctx
+            outcome.standin = outcome.plan.bases.standin
+            outcome.python_policies = list(outcome.rendered.policies)
+            if options.until == Stage.RENDER:
+                return outcome
+        if outcome.standin:
+            ui.warn(defaults.STANDIN_WARNING)
+        client = ensure_engine(log=ui.info)
+        with ui.step("build"):
+            outcome.built = build_image(
+                outcome.context,
+                client=client,
+                tags=options.tags,
+                nocache=options.no_cache,
+                labels=extra_labels,
+                log=ui.info,
+                detail=ui.debug,
+            )
+        if options.until >= Stage.SMOKE:
+            with ui.step("smoke test"):
+                outcome.smoke = smoke_test(
+                    outcome.built.id, options.smoke, context_dir=outcome.context, ui=ui
+                )
+            ui.info(outcome.smoke.table())
+        return outcome

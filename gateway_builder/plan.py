@@ -7,34 +7,20 @@ consumed by ``render`` and ``image``. Nothing after this stage reads a manifest 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway_builder import defaults
-
-
-@dataclass(frozen=True)
-class LockedRequirement:
-    """One pinned distribution of a venv, with every acceptable artifact hash."""
-
-    name: str  # canonical (PEP 503 normalized) name
-    version: str
-    hashes: tuple[str, ...]  # "sha256:<hex>", sorted
-
-    def requirement_line(self) -> str:
-        """The ``name==version --hash=...`` line pip's hash-checking mode wants."""
-        hashes = " ".join(f"--hash={h}" for h in self.hashes)
-        return f"{self.name}=={self.version} {hashes}".rstrip()
-
-
-@dataclass(frozen=True)
-class PolicyArtifact:
-    """A packaged policy's own wheel, built or downloaded at fetch time."""
-
-    filename: str
-    sha256: str
-    path: Path  # on the host (in the fetch cache)
+from gateway_builder import __version__, defaults
+from gateway_builder.digest import canonical_json
+from gateway_builder.errors import InputError, StaleLockError
+from gateway_builder.fetch import FetchedPolicy
+from gateway_builder.lock.file import Lock
+from gateway_builder.manifest import Manifests
+from gateway_builder.models import BaseImages, LockedRequirement, PolicyArtifact
+from gateway_builder.options import python_version_key
 
 
 @dataclass(frozen=True)
@@ -83,41 +69,6 @@ class GoPolicyEntry:
 
 
 @dataclass(frozen=True)
-class PythonBase:
-    """A base image providing one CPython version for the builder stages."""
-
-    version: str  # "3.12"
-    image: str
-    executable: str  # interpreter path inside the image, e.g. "/usr/local/bin/python3.12"
-    #: Paths copied from this image into the runtime so venvs find their interpreter.
-    #: Empty when the runtime base already ships this Python at ``executable``.
-    runtime_copy: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class BaseImages:
-    """Every base image the Dockerfile needs."""
-
-    engine_builder: str | None  # None when a prebuilt engine binary is given
-    pythons: tuple[PythonBase, ...]  # sorted by version
-    runtime: str
-    #: True when the router/engine in these bases are stand-ins (local bases).
-    standin: bool = False
-    #: Init process in the runtime base (the image's ENTRYPOINT runs it).
-    tini: str = defaults.TINI_PATH
-    #: Command that compiles the engine in the builder image; the Dockerfile appends
-    #: ``-build-file FILE -out-dir DIR``.
-    engine_builder_command: tuple[str, ...] = defaults.UPSTREAM_ENGINE_BUILDER_COMMAND
-
-    def python(self, version: str) -> PythonBase:
-        """The base for ``version``."""
-        for base in self.pythons:
-            if base.version == version:
-                return base
-        raise KeyError(version)
-
-
-@dataclass(frozen=True)
 class BuildPlan:
     """Everything the render and image stages need, and nothing they must look up again."""
 
@@ -140,7 +91,7 @@ class BuildPlan:
     def python_versions(self) -> tuple[str, ...]:
         """Distinct Python versions needed by the policies and the executor, sorted."""
         versions = {p.python_version for p in self.python_policies} | {self.executor_python}
-        return tuple(sorted(versions, key=lambda v: tuple(int(x) for x in v.split("."))))
+        return tuple(sorted(versions, key=python_version_key))
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,17 +99,9 @@ class BuildPlan:
 # --------------------------------------------------------------------------------------------
 
 
-def _canonical_params(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def default_source_date_epoch(lock: Any) -> int:
+def default_source_date_epoch(lock: Lock) -> int:
     """``$SOURCE_DATE_EPOCH`` if set, else the newest commit time of the lock's git policies,
     else :data:`defaults.DEFAULT_SOURCE_DATE_EPOCH` (1980-01-01). Never the wall clock."""
-    import os
-
-    from gateway_builder.errors import InputError
-
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env:
         try:
@@ -173,26 +116,21 @@ def default_source_date_epoch(lock: Any) -> int:
 
 
 def make_plan(
-    manifests: Any,
-    lock: Any,
-    fetched: Any,
+    manifests: Manifests,
+    lock: Lock,
+    fetched: Sequence[FetchedPolicy],
     *,
     bases: BaseImages,
     platform: str = defaults.DEFAULT_PLATFORM,
     policy_engine_binary: Path | None = None,
-    labels: Any = (),
+    labels: Sequence[tuple[str, str]] = (),
     source_date_epoch: int | None = None,
 ) -> BuildPlan:
     """Freeze manifests + lock + fetched policies into a :class:`BuildPlan`.
 
-    ``manifests``: :class:`gateway_builder.manifest.Manifests`; ``lock``:
-    :class:`gateway_builder.lockfile.Lock` (already checked against the manifests);
-    ``fetched``: the :class:`gateway_builder.fetch.FetchedPolicy` list; ``labels``: (key, value)
-    pairs. ``source_date_epoch`` defaults to :func:`default_source_date_epoch`.
+    ``lock`` is already checked against the manifests; ``labels`` are (key, value) pairs;
+    ``source_date_epoch`` defaults to :func:`default_source_date_epoch`.
     """
-    from gateway_builder import __version__
-    from gateway_builder.errors import InputError, StaleLockError
-
     if platform not in lock.platforms:
         raise InputError(
             f"the lock file has no pins for {platform}: run `gateway-builder lock --platform "
@@ -228,7 +166,7 @@ def make_plan(
                 timeout_ms=f.spec.timeout_ms,
                 isolation=f.spec.isolation,
                 workers=f.spec.workers,
-                params_json=_canonical_params(f.spec.params),
+                params_json=canonical_json(f.spec.params),
                 source_label=f.display,
                 resolved=f.resolved,
                 samples_dir=samples if samples is not None and samples.is_dir() else None,

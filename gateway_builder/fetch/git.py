@@ -17,9 +17,9 @@ import git
 
 from gateway_builder.cache import Cache
 from gateway_builder.errors import BuildError, InputError
+from gateway_builder.fetch.tree import check_tree, extract_tar, safe_relpath
 from gateway_builder.redact import redact_text, redact_url
 from gateway_builder.toolenv import first_line, isolated_env
-from gateway_builder.treeutil import check_tree, extract_tar, safe_relpath
 
 _EXACT_RE = re.compile(r"^(?P<prefix>(?:.*/)?)v(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)$")
 _MINOR_RE = re.compile(r"^(?P<prefix>(?:.*/)?)v(?P<major>\d+)\.(?P<minor>\d+)$")

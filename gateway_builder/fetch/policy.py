@@ -1,20 +1,13 @@
-"""Fetch Python policies from git, a package index or a local path, validate them, cache them.
+"""Fetch Python policies (sources in :mod:`.sources`), validate them, cache them.
 
 Every fetched policy becomes a :class:`FetchedPolicy`: either a *simple* directory (copied into
 the image as ``<pkg>/``) or a *packaged* policy (a wheel with its sha256, installed into its venv).
 Sources with a ``pyproject.toml`` (git or path) and every index package are packaged; the wheel is
 built at fetch time so that every policy installs from a hashed artifact.
-
-Also :func:`download_artifacts`, which fills a wheelhouse with exactly the locked artifacts.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,40 +17,35 @@ from typing import Any, Literal
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import Version
 
 from gateway_builder import defaults
-from gateway_builder.cache import Cache, sha256_text
-from gateway_builder.errors import BuildError, InputError
-from gateway_builder.fetch_git import fetch_git
-from gateway_builder.fetch_wheel import WheelInfo, build_wheel, read_wheel
-from gateway_builder.manifest import GitSource, PathSource, PipSource, PythonPolicySpec
-from gateway_builder.plan import LockedRequirement, PolicyArtifact
-from gateway_builder.policydef import (
+from gateway_builder.cache import Cache
+from gateway_builder.digest import value_digest
+from gateway_builder.errors import InputError
+from gateway_builder.fetch.definition import (
     PolicyDefinition,
     describe,
     read_python_version,
     validate_policy,
 )
-from gateway_builder.pyindex import IndexClient, IndexFile, best_wheel, copy_into, file_version
+from gateway_builder.fetch.sources import (
+    SourcePin,
+    SourceTree,
+    built_wheel,
+    from_git,
+    from_index,
+    from_path,
+    relative_path,
+)
+from gateway_builder.fetch.tree import content_hash, extract_zip
+from gateway_builder.fetch.wheel import WheelInfo, build_wheel, read_wheel
+from gateway_builder.manifest import GitSource, PathSource, PipSource, PythonPolicySpec
+from gateway_builder.models import PolicyArtifact
 from gateway_builder.redact import redact_url
-from gateway_builder.treeutil import check_tree, content_hash, copy_tree, extract_zip
 from gateway_builder.ui import UI
 
 Kind = Literal["simple", "packaged"]
 SourceType = Literal["git", "pip", "path"]
-#: Timestamp given to wheel builds of path sources (1980-01-01, the zip epoch).
-PATH_BUILD_EPOCH = defaults.DEFAULT_SOURCE_DATE_EPOCH
-
-
-@dataclass(frozen=True)
-class SourcePin:
-    """What the lock recorded for a policy's source; fetch reuses it instead of re-resolving."""
-
-    spec_digest: str
-    resolved: str  # commit SHA, or "sha256:<hex>" of the index artifact
-    tag: str | None = None  # git: the tag a version prefix resolved to
-    filename: str | None = None  # index: the artifact's file name
 
 
 @dataclass(frozen=True)
@@ -107,19 +95,6 @@ class FetchedPolicy:
 # --------------------------------------------------------------------------------------------
 
 
-def canonical_json(value: Any) -> str:
-    """Compact JSON with sorted keys (the input of every digest)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def relative_path(path: Path, base: Path) -> str:
-    """``path`` relative to ``base`` in posix form (``../x`` allowed), for portable digests."""
-    try:
-        return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
-    except ValueError:
-        return path.resolve().as_posix()
-
-
 def source_descriptor(spec: PythonPolicySpec, base: Path) -> dict[str, Any]:
     """The manifest's source of a policy as portable, credential-free data."""
     src = spec.source
@@ -148,11 +123,7 @@ def spec_digest(spec: PythonPolicySpec, base: Path) -> str:
         "python": spec.python or "",
         "default_python": spec.default_python,
     }
-    return f"sha256:{sha256_text(canonical_json(data))}"
-
-
-def _what(spec: PythonPolicySpec) -> str:
-    return describe(spec)
+    return value_digest(data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,173 +160,78 @@ def read_requirements_txt(path: Path, what: str) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------------------------
-# Per-source fetchers
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Source:
-    root: Path  # the policy's source directory (simple or packaged source tree)
-    resolved: str
-    display: str
-    tag: str | None = None
-    commit_time: int | None = None
-    moved_from: str | None = None
-    wheel: Path | None = None  # index sources: the downloaded or built wheel
-    source_file: str | None = None
-    epoch: int = defaults.DEFAULT_SOURCE_DATE_EPOCH
-
-
-def _fetch_git(
-    spec: PythonPolicySpec, src: GitSource, cache: Cache, pin: SourcePin | None
-) -> _Source:
-    origin_file = spec.origin.rsplit(":", 2)[0] if spec.origin else ""
-    base_dir = Path(origin_file).parent if origin_file else Path.cwd()
-    checkout = fetch_git(
-        src.url,
-        src.ref,
-        src.subdirectory,
-        cache,
-        what=_what(spec),
-        base_dir=base_dir,
-        pin=pin.resolved if pin else None,
-        pin_tag=pin.tag if pin else None,
-    )
-    sub = f"#subdirectory={src.subdirectory}" if src.subdirectory else ""
-    return _Source(
-        root=checkout.root,
-        resolved=checkout.commit,
-        display=f"git+{redact_url(src.url)}@{checkout.commit}{sub}",
-        tag=checkout.tag,
-        commit_time=checkout.commit_time,
-        moved_from=checkout.moved_from,
-        epoch=checkout.commit_time,
-    )
-
-
-def _fetch_path(spec: PythonPolicySpec, src: PathSource, cache: Cache, base: Path) -> _Source:
-    what = _what(spec)
-    if not src.path.is_dir():
-        raise InputError(f"{what}: directory not found: {src.path}")
-    check_tree(src.path, what)
-    digest = content_hash(src.path)
-    root = cache.put_tree(
-        "path", digest.removeprefix("sha256:"), lambda dest: copy_tree(src.path, dest, what)
-    )
-    # The snapshot must match what was hashed (the directory may change while we copy).
-    if content_hash(root) != digest:
-        raise InputError(f"{what}: {src.path} changed while it was being fetched; try again")
-    return _Source(root=root, resolved=digest, display=f"path:{relative_path(src.path, base)}")
-
-
-def _select_index_file(
-    files: list[IndexFile], spec_text: str, what: str, display: str
-) -> IndexFile:
-    specifier = SpecifierSet(spec_text)
-    by_version: dict[Version, list[IndexFile]] = {}
-    for f in files:
-        version = f.version()
-        if version is None or (f.yanked and not spec_text.startswith("==")):
-            continue
-        by_version.setdefault(version, []).append(f)
-    allowed = set(specifier.filter(by_version))
-    candidates = {v: fs for v, fs in by_version.items() if v in allowed}
-    for version in sorted(candidates, reverse=True):
-        group = candidates[version]
-        wheels = sorted(
-            (f for f in group if f.filename.endswith("-none-any.whl")), key=lambda f: f.filename
-        )
-        if wheels:
-            return wheels[0]
-        sdists = sorted((f for f in group if not f.is_wheel), key=lambda f: f.filename)
-        if sdists:
-            return sdists[0]
-    raise InputError(
-        f"{what}: no release matching '{spec_text or 'any'}' with a pure-Python wheel or an sdist "
-        f"on {display}"
-    )
-
-
-def _fetch_index(
-    spec: PythonPolicySpec, src: PipSource, cache: Cache, pin: SourcePin | None
-) -> _Source:
-    what = _what(spec)
-    client = IndexClient(src.index_url)
-    record_key = canonical_json([client.display, canonicalize_name(src.package), src.version])
-    chosen: tuple[str, str] | None = None  # (filename, sha256)
-    if pin and pin.filename:
-        chosen = (pin.filename, pin.resolved.removeprefix("sha256:"))
-    elif cache.offline:
-        record = cache.read_record("pip", record_key)
-        if record is None:
-            raise InputError(
-                f"{what}: {src.display()} is not in the cache (--offline); fetch it online first"
-            )
-        chosen = (record["filename"], record["sha256"])
-    path = cache.artifact(chosen[1]) if chosen else None
-    if path is None:
-        files = client.project_files(src.package)
-        if not files:
-            raise InputError(f"{what}: package '{src.package}' not found on {client.display}")
-        if chosen:
-            match = [f for f in files if f.filename == chosen[0]]
-            if not match:
-                raise InputError(
-                    f"{what}: the locked artifact {chosen[0]} is no longer on {client.display}"
-                )
-            file = match[0]
-        else:
-            file = _select_index_file(files, src.version, what, client.display)
-        with tempfile.TemporaryDirectory(prefix="gwb-dl-") as tmp:
-            downloaded = client.download(file, Path(tmp), chosen[1] if chosen else None)
-            path, digest = cache.put_artifact(downloaded)
-        chosen = (file.filename, digest)
-    assert chosen is not None
-    cache.write_record("pip", record_key, {"filename": chosen[0], "sha256": chosen[1]})
-    version = file_version(chosen[0])
-    display = f"{canonicalize_name(src.package)}=={version}"
-    if src.index_url:
-        display += f" ({redact_url(src.index_url)})"
-    if chosen[0].endswith(".whl"):
-        wheel = path
-    else:
-        wheel = _built_wheel(
-            cache,
-            key=f"sdist:{chosen[1]}",
-            build=lambda: build_wheel(
-                path,
-                cache,
-                what=what,
-                python_version=spec.python or spec.default_python,
-                index_url=src.index_url,
-                source_date_epoch=defaults.DEFAULT_SOURCE_DATE_EPOCH,
-                is_sdist=True,
-            ),
-        )
-    return _Source(
-        root=wheel.parent,
-        resolved=f"sha256:{chosen[1]}",
-        display=display,
-        wheel=wheel,
-        source_file=chosen[0],
-    )
-
-
-def _built_wheel(cache: Cache, *, key: str, build: Any) -> Path:
-    """A wheel built once per source key (the record maps the key to the wheel's sha256)."""
-    record = cache.read_record("built-wheel", key)
-    if record is not None:
-        cached = cache.artifact(record["sha256"])
-        if cached is not None:
-            return cached
-    wheel: Path = build()
-    cache.write_record("built-wheel", key, {"sha256": wheel.parent.name})
-    return wheel
-
-
-# --------------------------------------------------------------------------------------------
 # fetch_policy
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a fetched policy's parts are: its module, definition, requirements, artifact."""
+
+    kind: Kind
+    module: str
+    package_dir_name: str
+    definition_dir: Path
+    policy_py: Path
+    requirements: tuple[str, ...]
+    artifact: PolicyArtifact | None
+    source_dir: Path | None
+    version_folders: list[Path]
+    tree: Path
+
+
+def _packaged_layout(
+    got: SourceTree, wheel: Path, cache: Cache, what: str, src: GitSource | PipSource | PathSource
+) -> _Layout:
+    info: WheelInfo = read_wheel(wheel, what)
+    if isinstance(src, PipSource) and canonicalize_name(info.name) != canonicalize_name(
+        src.package
+    ):
+        raise InputError(
+            f"{what}: the artifact's metadata names '{info.name}', expected '{src.package}'"
+        )
+    sha = wheel.parent.name
+    tree = cache.put_tree(
+        "wheel",
+        f"{sha}-{info.top_level}",
+        lambda dest: _extract_package(wheel, dest, what, info.top_level),
+    )
+    package_dir = tree / info.top_level
+    definition_dir = package_dir
+    if (
+        not (definition_dir / defaults.POLICY_DEFINITION_FILE).is_file()
+        and (got.root / defaults.POLICY_DEFINITION_FILE).is_file()
+        and got.wheel is None
+    ):
+        definition_dir = got.root
+    return _Layout(
+        kind="packaged",
+        module=f"{info.top_level}.{defaults.POLICY_ENTRY_MODULE}",
+        package_dir_name=info.top_level,
+        definition_dir=definition_dir,
+        policy_py=package_dir / f"{defaults.POLICY_ENTRY_MODULE}.py",
+        requirements=tuple(info.requires_dist),
+        artifact=PolicyArtifact(wheel.name, sha, wheel),
+        source_dir=None,
+        version_folders=[got.root, package_dir] if got.wheel is None else [package_dir],
+        tree=got.root if got.wheel is None else package_dir,
+    )
+
+
+def _simple_layout(spec: PythonPolicySpec, got: SourceTree, what: str) -> _Layout:
+    package_dir_name = spec.name.replace("-", "_")
+    return _Layout(
+        kind="simple",
+        module=f"{package_dir_name}.{defaults.POLICY_ENTRY_MODULE}",
+        package_dir_name=package_dir_name,
+        definition_dir=got.root,
+        policy_py=got.root / f"{defaults.POLICY_ENTRY_MODULE}.py",
+        requirements=read_requirements_txt(got.root / "requirements.txt", what),
+        artifact=None,
+        source_dir=got.root,
+        version_folders=[got.root],
+        tree=got.root,
+    )
 
 
 def fetch_policy(
@@ -366,16 +242,16 @@ def fetch_policy(
     pin: SourcePin | None = None,
 ) -> FetchedPolicy:
     """Fetch and validate one policy. ``base``: the lock file's directory (for portable paths)."""
-    what = _what(spec)
+    what = describe(spec)
     digest = spec_digest(spec, base)
     usable_pin = pin if pin is not None and pin.spec_digest == digest else None
     src = spec.source
     if isinstance(src, GitSource):
-        got = _fetch_git(spec, src, cache, usable_pin)
+        got = from_git(spec, src, cache, usable_pin)
     elif isinstance(src, PipSource):
-        got = _fetch_index(spec, src, cache, usable_pin)
+        got = from_index(spec, src, cache, usable_pin)
     else:
-        got = _fetch_path(spec, src, cache, base)
+        got = from_path(spec, src, cache, base)
     index_url = src.index_url if isinstance(src, PipSource) else None
     source_type: SourceType = (
         "git" if isinstance(src, GitSource) else "pip" if isinstance(src, PipSource) else "path"
@@ -384,7 +260,7 @@ def fetch_policy(
     wheel = got.wheel
     if wheel is None and (got.root / "pyproject.toml").is_file():
         root = got.root
-        wheel = _built_wheel(
+        wheel = built_wheel(
             cache,
             key=f"tree:{content_hash(root)}",
             build=lambda: build_wheel(
@@ -398,51 +274,14 @@ def fetch_policy(
                 source_date_epoch=got.epoch,
             ),
         )
-
-    if wheel is not None:
-        info: WheelInfo = read_wheel(wheel, what)
-        if isinstance(src, PipSource) and canonicalize_name(info.name) != canonicalize_name(
-            src.package
-        ):
-            raise InputError(
-                f"{what}: the artifact's metadata names '{info.name}', expected '{src.package}'"
-            )
-        sha = wheel.parent.name
-        tree = cache.put_tree(
-            "wheel",
-            f"{sha}-{info.top_level}",
-            lambda dest: _extract_package(wheel, dest, what, info.top_level),
-        )
-        package_dir = tree / info.top_level
-        definition_dir = package_dir
-        if (
-            not (definition_dir / defaults.POLICY_DEFINITION_FILE).is_file()
-            and (got.root / defaults.POLICY_DEFINITION_FILE).is_file()
-            and got.wheel is None
-        ):
-            definition_dir = got.root
-        policy_py = package_dir / f"{defaults.POLICY_ENTRY_MODULE}.py"
-        kind: Kind = "packaged"
-        module = f"{info.top_level}.{defaults.POLICY_ENTRY_MODULE}"
-        package_dir_name = info.top_level
-        requirements = info.requires_dist
-        artifact: PolicyArtifact | None = PolicyArtifact(wheel.name, sha, wheel)
-        source_dir = None
-        version_folders = [got.root, package_dir] if got.wheel is None else [package_dir]
-    else:
-        kind = "simple"
-        package_dir_name = spec.name.replace("-", "_")
-        module = f"{package_dir_name}.{defaults.POLICY_ENTRY_MODULE}"
-        definition_dir = got.root
-        policy_py = got.root / f"{defaults.POLICY_ENTRY_MODULE}.py"
-        requirements = read_requirements_txt(got.root / "requirements.txt", what)
-        artifact = None
-        source_dir = got.root
-        version_folders = [got.root]
-
-    definition = validate_policy(spec, definition_dir, policy_py)
+    layout = (
+        _packaged_layout(got, wheel, cache, what, src)
+        if wheel is not None
+        else _simple_layout(spec, got, what)
+    )
+    definition = validate_policy(spec, layout.definition_dir, layout.policy_py)
     python_version = (
-        spec.python or read_python_version(version_folders, what) or spec.default_python
+        spec.python or read_python_version(layout.version_folders, what) or spec.default_python
     )
     if python_version not in defaults.SUPPORTED_PYTHONS:
         raise InputError(
@@ -452,16 +291,16 @@ def fetch_policy(
     return FetchedPolicy(
         name=spec.name,
         spec=spec,
-        kind=kind,
+        kind=layout.kind,
         source_type=source_type,
-        source_dir=source_dir,
-        artifact=artifact,
-        module=module,
-        package_dir_name=package_dir_name,
+        source_dir=layout.source_dir,
+        artifact=layout.artifact,
+        module=layout.module,
+        package_dir_name=layout.package_dir_name,
         definition=definition,
-        definition_dir=definition_dir,
+        definition_dir=layout.definition_dir,
         python_version=python_version,
-        requirements=tuple(requirements),
+        requirements=layout.requirements,
         resolved=got.resolved,
         display=got.display,
         spec_digest=digest,
@@ -470,7 +309,7 @@ def fetch_policy(
         moved_from=got.moved_from,
         index_url=index_url,
         source_file=got.source_file,
-        tree=got.root if got.wheel is None else package_dir,
+        tree=layout.tree,
     )
 
 
@@ -506,69 +345,6 @@ def fetch_policies(
 
 
 # --------------------------------------------------------------------------------------------
-# Wheelhouse
-# --------------------------------------------------------------------------------------------
-
-
-def download_artifacts(
-    requirements: Sequence[LockedRequirement],
-    python_version: str,
-    platform: str,
-    dest_dir: Path,
-    *,
-    cache: Cache,
-    index_url: str | None = None,
-) -> list[Path]:
-    """Place exactly the locked artifacts for a target into ``dest_dir``; return their paths.
-
-    For each requirement, one wheel whose sha256 is in the lock's hashes and whose tags install
-    on CPython ``python_version`` / manylinux ``platform``. Downloads are verified and cached by
-    sha256; a cached file is reused without touching the network.
-    """
-    out: list[Path] = []
-    client: IndexClient | None = None
-    for req in requirements:
-        wanted = {h.removeprefix("sha256:") for h in req.hashes}
-        cached = [(h, p) for h in sorted(wanted) if (p := cache.artifact(h)) is not None]
-        names = [p.name for _, p in cached]
-        best = best_wheel(names, python_version, platform)
-        if best is not None:
-            path = next(p for _, p in cached if p.name == best)
-            out.append(copy_into(path, dest_dir))
-            continue
-        if cache.offline:
-            raise InputError(
-                f"{req.name}=={req.version}: no wheel for Python {python_version} / {platform} in "
-                "the cache (--offline)"
-            )
-        client = client or IndexClient(index_url)
-        files = [
-            f
-            for f in client.project_files(req.name)
-            if f.sha256 in wanted or (f.sha256 is None and file_version(f.filename) is not None)
-        ]
-        by_name = {f.filename: f for f in files if str(file_version(f.filename)) == req.version}
-        best = best_wheel(sorted(by_name), python_version, platform)
-        if best is None:
-            raise BuildError(
-                f"{req.name}=={req.version}: the lock has no wheel that installs on Python "
-                f"{python_version} / {platform} (only an sdist?); building sdists of dependencies "
-                "is not supported"
-            )
-        file = by_name[best]
-        with tempfile.TemporaryDirectory(prefix="gwb-dl-") as tmp:
-            downloaded = client.download(file, Path(tmp))
-            path, digest = cache.put_artifact(downloaded)
-        if digest not in wanted:
-            raise BuildError(
-                f"sha256 mismatch for {best}: the lock allows {', '.join(sorted(wanted))}, "
-                f"downloaded {digest}"
-            )
-        out.append(copy_into(path, dest_dir))
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
 
@@ -591,29 +367,3 @@ def summary(fetched: FetchedPolicy) -> dict[str, Any]:
             else None
         ),
     }
-
-
-def command(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
-    """``gateway-builder fetch``: fetch and validate every Python policy into the cache."""
-    from gateway_builder import pipeline
-
-    ctx = pipeline.open_context(args)
-    with ui.step("fetch"):
-        fetched = pipeline.fetch_for(ctx, ui)
-    result = {
-        "ok": True,
-        "cache_dir": str(ctx.cache.root),
-        "policies": [summary(f) for f in fetched],
-    }
-    lines = [
-        f"{f.name:<24} {f.definition.version:<9} {f.kind:<9} py{f.python_version:<5} "
-        f"{_short(f.resolved)}  {f.display}"
-        for f in fetched
-    ]
-    ui.result(result, "\n".join(lines) if lines else "no Python policies")
-    return result
-
-
-def _short(resolved: str) -> str:
-    value = resolved.removeprefix("sha256:")
-    return value[:12] if re.fullmatch(r"[0-9a-f]{40,64}", value) else value

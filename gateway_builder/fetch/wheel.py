@@ -16,9 +16,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from gateway_builder import defaults
 from gateway_builder.cache import Cache
 from gateway_builder.errors import BuildError, InputError
-from gateway_builder.pyindex import default_index_url
+from gateway_builder.fetch.index import default_index_url
+from gateway_builder.fetch.tree import copy_tree, safe_relpath
 from gateway_builder.toolenv import find_python, isolated_env, run_tool, uv_binary
-from gateway_builder.treeutil import copy_tree, safe_relpath
 
 _EXTRA_MARKER_RE = re.compile(r"\bextra\s*==")
 

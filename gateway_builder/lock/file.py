@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway_builder import defaults
 from gateway_builder.errors import InputError
-from gateway_builder.plan import LockedRequirement
+from gateway_builder.models import LockedRequirement
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -10,7 +10,6 @@ it recomputes the inputs and fails with a unified diff when they differ from the
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import importlib.util
 from collections.abc import Sequence
@@ -23,39 +22,15 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from gateway_builder import __version__, defaults
-from gateway_builder.cache import Cache, atomic_write_bytes, sha256_text
+from gateway_builder.cache import Cache, atomic_write_bytes
+from gateway_builder.digest import value_digest
 from gateway_builder.errors import InputError, StaleLockError
-from gateway_builder.fetch import FetchedPolicy, SourcePin, canonical_json, read_requirements_txt
-from gateway_builder.lockfile import Lock, LockedEnv, LockedPackage, LockedPolicy, read_lock
+from gateway_builder.fetch import FetchedPolicy, SourcePin, read_requirements_txt
+from gateway_builder.lock.file import Lock, LockedEnv, LockedPackage, LockedPolicy, read_lock
+from gateway_builder.lock.resolve import Resolver, ResolveRequest, dedupe, get_resolver
 from gateway_builder.manifest import Manifests
-from gateway_builder.resolve import ResolveRequest, dedupe, get_resolver
+from gateway_builder.options import LockOptions
 from gateway_builder.ui import UI
-
-__all__ = [
-    "LockOptions",
-    "LockResult",
-    "check_lock",
-    "command",
-    "default_lock_path",
-    "lock_policies",
-    "pins_from_lock",
-    "read_lock",
-    "write_lock",
-]
-
-
-@dataclass(frozen=True)
-class LockOptions:
-    """How to lock (the CLI flags of ``lock``)."""
-
-    resolver: str = defaults.DEFAULT_RESOLVER
-    platforms: tuple[str, ...] = ()
-    upgrade: bool = False
-    upgrade_policies: tuple[str, ...] = ()
-    upgrade_packages: tuple[str, ...] = ()
-    #: False for --check / --locked: stale environments are reported, never re-resolved.
-    resolve: bool = True
-    jobs: int = 4
 
 
 @dataclass
@@ -115,10 +90,6 @@ def pins_from_lock(lock: Lock | None, *, skip: Sequence[str] = ()) -> dict[str, 
     return pins
 
 
-def _digest(data: Any) -> str:
-    return f"sha256:{sha256_text(canonical_json(data))}"
-
-
 def _env_digest(
     python: str, requirements: Sequence[str], platforms: Sequence[str]
 ) -> dict[str, Any]:
@@ -142,7 +113,7 @@ def policy_input_digest(fetched: FetchedPolicy, platforms: Sequence[str]) -> str
             "artifact": fetched.locked_artifact_sha256 or "",
         }
     )
-    return _digest(data)
+    return value_digest(data)
 
 
 def manifest_digest(
@@ -152,7 +123,7 @@ def manifest_digest(
     installer_in: Sequence[str],
 ) -> str:
     """Digest of the manifest inputs the lock depends on (not params or runtime knobs)."""
-    return _digest(
+    return value_digest(
         {
             "policies": sorted([f.name, f.spec_digest] for f in fetched),
             "platforms": sorted(platforms),
@@ -200,28 +171,15 @@ def _needs_resolution(task: _EnvTask, platforms: Sequence[str]) -> bool:
     return bool(task.upgrade_packages)
 
 
-def lock_policies(
-    manifests: Manifests,
+def _env_tasks(
     fetched: Sequence[FetchedPolicy],
-    *,
-    cache: Cache,
-    previous: Lock | None = None,
-    opts: LockOptions | None = None,
-    executor_requirements: Sequence[str] | None = None,
-    ui: UI | None = None,
-) -> LockResult:
-    """Compute the lock for ``fetched`` (re-resolving only what changed). Nothing is written."""
-    del manifests  # the fetched policies carry everything needed; kept for the API's shape
-    opts = opts or LockOptions()
-    names = {f.name for f in fetched}
-    unknown = sorted(set(opts.upgrade_policies) - names)
-    if unknown:
-        raise InputError(f"--upgrade-policy: no Python policy named {', '.join(unknown)}")
-    platforms = sorted(
-        {defaults.DEFAULT_PLATFORM, *opts.platforms, *(previous.platforms if previous else ())}
-    )
-    executor_in = dedupe(executor_requirements or read_executor_requirements())
-    installer_in = dedupe(defaults.INSTALLER_REQUIREMENTS)
+    previous: Lock | None,
+    opts: LockOptions,
+    platforms: Sequence[str],
+    executor_in: tuple[str, ...],
+    installer_in: tuple[str, ...],
+) -> dict[str, _EnvTask]:
+    """One task per environment to lock: the installer, the executor, each policy."""
     upgrade_pkgs = tuple(str(canonicalize_name(p)) for p in opts.upgrade_packages)
 
     def task(
@@ -241,7 +199,7 @@ def lock_policies(
         return _EnvTask(label, python, reqs, index, digest, prev, upgrade, touched)
 
     tasks: dict[str, _EnvTask] = {}
-    inst_digest = _digest(_env_digest(defaults.INSTALLER_PYTHON, installer_in, platforms))
+    inst_digest = value_digest(_env_digest(defaults.INSTALLER_PYTHON, installer_in, platforms))
     tasks["installer"] = task(
         "the installer",
         defaults.INSTALLER_PYTHON,
@@ -251,7 +209,7 @@ def lock_policies(
         previous.installer if previous else None,
         opts.upgrade,
     )
-    exec_digest = _digest(_env_digest(defaults.DEFAULT_PYTHON, executor_in, platforms))
+    exec_digest = value_digest(_env_digest(defaults.DEFAULT_PYTHON, executor_in, platforms))
     tasks["executor"] = task(
         "the executor",
         defaults.DEFAULT_PYTHON,
@@ -272,8 +230,85 @@ def lock_policies(
             prev_pol.env if prev_pol else None,
             opts.upgrade or f.name in opts.upgrade_policies,
         )
+    return tasks
 
-    result_notes = [
+
+def _resolve(
+    todo: Sequence[_EnvTask],
+    platforms: Sequence[str],
+    resolver: Resolver,
+    jobs: int,
+    ui: UI | None,
+) -> None:
+    """Resolve every (environment, platform) of ``todo`` in parallel into ``task.packages``."""
+    requests = []
+    for t in todo:
+        for platform in platforms:
+            prefs = t.previous.packages.get(platform, ()) if t.previous else ()
+            request = ResolveRequest(
+                label=t.label,
+                requirements=t.requirements,
+                python_version=t.python,
+                platform=platform,
+                index_url=t.index_url,
+                preferences=() if t.upgrade else tuple(prefs),
+                upgrade=t.upgrade,
+                upgrade_packages=t.upgrade_packages,
+            )
+            requests.append((t, platform, request))
+    if ui is not None:
+        for t in todo:
+            ui.info(f"resolving {t.label} for Python {t.python} with {resolver.name}")
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(requests)))) as pool:
+        results = list(pool.map(lambda r: resolver.resolve(r[2]), requests))
+    for (t, platform, _), packages in zip(requests, results, strict=True):
+        t.packages[platform] = packages
+
+
+def _env(t: _EnvTask) -> LockedEnv:
+    return LockedEnv(t.python, t.digest, t.requirements, dict(sorted(t.packages.items())))
+
+
+def _locked_policy(f: FetchedPolicy, env: LockedEnv) -> LockedPolicy:
+    return LockedPolicy(
+        name=f.name,
+        version=f.definition.version,
+        kind=f.kind,
+        module=f.module,
+        source_type=f.source_type,
+        source=f.display,
+        resolved=f.resolved,
+        spec_digest=f.spec_digest,
+        env=env,
+        tag=f.tag,
+        commit_time=f.commit_time,
+        artifact=f.artifact.filename if f.artifact else None,
+        artifact_sha256=f.locked_artifact_sha256,
+        source_file=f.source_file,
+    )
+
+
+def lock_policies(
+    fetched: Sequence[FetchedPolicy],
+    *,
+    cache: Cache,
+    previous: Lock | None = None,
+    opts: LockOptions | None = None,
+    executor_requirements: Sequence[str] | None = None,
+    ui: UI | None = None,
+) -> LockResult:
+    """Compute the lock for ``fetched`` (re-resolving only what changed). Nothing is written."""
+    opts = opts or LockOptions()
+    unknown = sorted(set(opts.upgrade_policies) - {f.name for f in fetched})
+    if unknown:
+        raise InputError(f"--upgrade-policy: no Python policy named {', '.join(unknown)}")
+    platforms = sorted(
+        {defaults.DEFAULT_PLATFORM, *opts.platforms, *(previous.platforms if previous else ())}
+    )
+    executor_in = dedupe(executor_requirements or read_executor_requirements())
+    installer_in = dedupe(defaults.INSTALLER_REQUIREMENTS)
+    tasks = _env_tasks(fetched, previous, opts, platforms, executor_in, installer_in)
+    notes = [
         f"policy '{f.name}': tag {f.tag} of {f.display.split('@')[0]} moved from "
         f"{f.moved_from[:12]} to {f.resolved[:12]}"
         for f in fetched
@@ -283,34 +318,7 @@ def lock_policies(
     kept = [t.label for t in tasks.values() if t not in todo]
     resolver = get_resolver(opts.resolver, cache)
     if opts.resolve and todo:
-        requests = []
-        for t in todo:
-            for platform in platforms:
-                prefs = t.previous.packages.get(platform, ()) if t.previous else ()
-                requests.append(
-                    (
-                        t,
-                        platform,
-                        ResolveRequest(
-                            label=t.label,
-                            requirements=t.requirements,
-                            python_version=t.python,
-                            platform=platform,
-                            index_url=t.index_url,
-                            preferences=() if t.upgrade else tuple(prefs),
-                            upgrade=t.upgrade,
-                            upgrade_packages=t.upgrade_packages,
-                        ),
-                    )
-                )
-        if ui is not None:
-            for t in todo:
-                ui.info(f"resolving {t.label} for Python {t.python} with {resolver.name}")
-        jobs = max(1, min(opts.jobs, len(requests)))
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(lambda r: resolver.resolve(r[2]), requests))
-        for (t, platform, _), packages in zip(requests, results, strict=True):
-            t.packages[platform] = packages
+        _resolve(todo, platforms, resolver, opts.jobs, ui)
     else:
         for t in todo:
             t.packages = dict(t.previous.packages) if t.previous else {}
@@ -318,30 +326,6 @@ def lock_policies(
         if t not in todo:
             assert t.previous is not None
             t.packages = {p: t.previous.packages[p] for p in platforms}
-
-    def env(t: _EnvTask) -> LockedEnv:
-        return LockedEnv(t.python, t.digest, t.requirements, dict(sorted(t.packages.items())))
-
-    policies = []
-    for f in sorted(fetched, key=lambda f: f.name):
-        policies.append(
-            LockedPolicy(
-                name=f.name,
-                version=f.definition.version,
-                kind=f.kind,
-                module=f.module,
-                source_type=f.source_type,
-                source=f.display,
-                resolved=f.resolved,
-                spec_digest=f.spec_digest,
-                env=env(tasks[f"policy:{f.name}"]),
-                tag=f.tag,
-                commit_time=f.commit_time,
-                artifact=f.artifact.filename if f.artifact else None,
-                artifact_sha256=f.locked_artifact_sha256,
-                source_file=f.source_file,
-            )
-        )
     new = Lock(
         builder_version=__version__,
         resolver=resolver.name,
@@ -349,9 +333,12 @@ def lock_policies(
         manifest_digest=manifest_digest(fetched, platforms, executor_in, installer_in),
         platforms=tuple(platforms),
         sdk_requirement=defaults.SDK_REQUIREMENT,
-        installer=env(tasks["installer"]),
-        executor=env(tasks["executor"]),
-        policies=tuple(policies),
+        installer=_env(tasks["installer"]),
+        executor=_env(tasks["executor"]),
+        policies=tuple(
+            _locked_policy(f, _env(tasks[f"policy:{f.name}"]))
+            for f in sorted(fetched, key=lambda f: f.name)
+        ),
     )
     if previous is not None and (not todo or not opts.resolve):
         # Nothing re-resolved: keep the header as it was (a no-op relock is byte-identical).
@@ -360,7 +347,7 @@ def lock_policies(
             resolver=previous.resolver,
             resolver_version=previous.resolver_version,
         )
-    return LockResult(new, [t.label for t in todo], kept, result_notes)
+    return LockResult(new, [t.label for t in todo], kept, notes)
 
 
 def write_lock(path: Path, lock: Lock) -> bool:
@@ -388,7 +375,6 @@ def lock_diff(old_text: str, new_text: str, path: Path) -> str:
 
 
 def check_lock(
-    manifests: Manifests,
     fetched: Sequence[FetchedPolicy],
     lock_path: Path,
     *,
@@ -409,7 +395,6 @@ def check_lock(
         ) from None
     previous = read_lock(lock_path)
     result = lock_policies(
-        manifests,
         fetched,
         cache=cache,
         previous=previous,
@@ -427,75 +412,3 @@ def check_lock(
         details=lock_diff(old_text, new_text, lock_path)
         + "(dependency pins of changed environments are shown as they are; `lock` re-resolves them)",
     )
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-
-
-def options_from_args(args: argparse.Namespace) -> LockOptions:
-    """LockOptions from the ``lock`` command line."""
-    return LockOptions(
-        resolver=getattr(args, "resolver", None) or defaults.DEFAULT_RESOLVER,
-        platforms=tuple(getattr(args, "platforms", None) or ()),
-        upgrade=bool(getattr(args, "upgrade", False)),
-        upgrade_policies=tuple(getattr(args, "upgrade_policy", None) or ()),
-        upgrade_packages=tuple(getattr(args, "upgrade_package", None) or ()),
-    )
-
-
-def command(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
-    """``gateway-builder lock``: write (or with --check verify) the lock file."""
-    from gateway_builder import pipeline
-
-    ctx = pipeline.open_context(args)
-    opts = options_from_args(args)
-    if getattr(args, "check", False):
-        with ui.step("fetch"):
-            fetched = pipeline.fetch_for(ctx, ui)
-        with ui.step("check lock"):
-            check_lock(
-                ctx.manifests, fetched, ctx.lock_path, cache=ctx.cache, platforms=opts.platforms
-            )
-        result = {"ok": True, "lock_file": str(ctx.lock_path), "up_to_date": True}
-        ui.result(result, f"{ctx.lock_path} is up to date")
-        return result
-    with ui.step("fetch"):
-        fetched = pipeline.fetch_for(
-            ctx, ui, upgrade=opts.upgrade, upgrade_policies=opts.upgrade_policies
-        )
-    with ui.step("lock"):
-        res = pipeline.lock_and_write(ctx, fetched, opts, ui)
-    lock = res.lock
-    result = {
-        "ok": True,
-        "lock_file": str(ctx.lock_path),
-        "changed": ctx.changed,
-        "resolver": lock.resolver,
-        "platforms": list(lock.platforms),
-        "resolved": res.resolved,
-        "kept": res.kept,
-        "notes": res.notes,
-        "policies": [
-            {
-                "name": p.name,
-                "python": p.env.python,
-                "resolved": p.resolved,
-                "packages": {
-                    plat: [f"{x.name}=={x.version}" for x in pkgs]
-                    for plat, pkgs in p.env.packages.items()
-                },
-            }
-            for p in lock.policies
-        ],
-    }
-    lines = [
-        f"{p.name:<24} py{p.env.python:<5} "
-        + ", ".join(f"{x.name}=={x.version}" for x in p.env.packages.get("x86_64", ()))
-        for p in lock.policies
-    ]
-    state = "written" if ctx.changed else "unchanged"
-    lines.append(f"{ctx.lock_path}: {state} ({len(res.resolved)} resolved, {len(res.kept)} kept)")
-    ui.result(result, "\n".join(lines))
-    return result

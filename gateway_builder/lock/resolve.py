@@ -24,8 +24,8 @@ from packaging.utils import canonicalize_name
 from gateway_builder import defaults
 from gateway_builder.cache import Cache
 from gateway_builder.errors import BuildError, InputError
-from gateway_builder.lockfile import LockedPackage
-from gateway_builder.pyindex import IndexClient, best_wheel, default_index_url, file_version
+from gateway_builder.fetch.index import IndexClient, best_wheel, default_index_url, file_version
+from gateway_builder.lock.file import LockedPackage
 from gateway_builder.redact import redact_text
 from gateway_builder.toolenv import (
     find_python,

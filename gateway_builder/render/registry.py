@@ -1,48 +1,35 @@
-"""The policy registry: the one data file the executor reads (format in docs/DESIGN.md).
+"""The policy registry as the builder writes it: one entry per Python policy of the BuildPlan.
 
-Written from the BuildPlan: keys sorted, 2-space indent, trailing newline, no timestamps.
+The document format (and its reader) is :mod:`gateway_executor.registry`; this module only says
+where each policy lives in the image and what the executor runs it with.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from gateway_builder.plan import BuildPlan, PythonPolicyPlan
 from gateway_builder.redact import redact_text
 from gateway_executor.paths import policy_dir, venv_dir
-
-REGISTRY_FORMAT = "gateway-builder/policy-registry"
-REGISTRY_FORMAT_VERSION = 1
+from gateway_executor.registry import PolicyEntry, registry_text
 
 
-def registry_entry(policy: PythonPolicyPlan) -> dict[str, Any]:
-    """One ``policies[]`` entry."""
-    return {
-        "name": policy.name,
-        "version": policy.version,
-        "module": policy.module,
-        "sys_path": [policy_dir(policy.name)] if policy.source_dir is not None else [],
-        "python": f"{venv_dir(policy.name)}/bin/python",
-        "python_version": policy.python_version,
-        "failure_mode": policy.failure_mode,
-        "timeout_ms": policy.timeout_ms,
-        "isolation": policy.isolation,
-        "workers": policy.workers,
-        "params": policy.params,
-        "source": redact_text(policy.source_label),
-    }
-
-
-def registry_document(plan: BuildPlan) -> dict[str, Any]:
-    """The whole registry as a JSON-able dict (policies sorted by name)."""
-    return {
-        "format": REGISTRY_FORMAT,
-        "format_version": REGISTRY_FORMAT_VERSION,
-        "policies": [registry_entry(p) for p in sorted(plan.python_policies, key=lambda p: p.name)],
-    }
+def registry_entry(policy: PythonPolicyPlan) -> PolicyEntry:
+    """The executor's entry for one policy of the plan."""
+    return PolicyEntry(
+        name=policy.name,
+        version=policy.version,
+        module=policy.module,
+        sys_path=(policy_dir(policy.name),) if policy.source_dir is not None else (),
+        python=f"{venv_dir(policy.name)}/bin/python",
+        python_version=policy.python_version,
+        failure_mode=policy.failure_mode,
+        timeout_ms=policy.timeout_ms,
+        isolation=policy.isolation,
+        workers=policy.workers,
+        params=policy.params,
+        source=redact_text(policy.source_label),
+    )
 
 
 def registry_json(plan: BuildPlan) -> str:
     """The registry file's exact text."""
-    return json.dumps(registry_document(plan), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return registry_text(registry_entry(p) for p in plan.python_policies)

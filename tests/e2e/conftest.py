@@ -15,7 +15,8 @@ import pytest
 
 from gateway_builder.bases import build_local_bases
 from gateway_builder.dockerd import ensure_engine
-from gateway_builder.plan import BaseImages
+from gateway_builder.models import BaseImages
+from gateway_builder.options import LocalBasesOptions
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
@@ -44,4 +45,9 @@ def e2e_pythons() -> tuple[str, ...]:
 @pytest.fixture(scope="session")
 def local_bases(docker_client: docker.DockerClient) -> BaseImages:
     """The local base images for :data:`E2E_PYTHONS` (built once, then reused by tag)."""
-    return build_local_bases(E2E_PYTHONS, client=docker_client, log=_log.info, detail=_log.debug)
+    return build_local_bases(
+        LocalBasesOptions(pythons=E2E_PYTHONS),
+        client=docker_client,
+        log=_log.info,
+        detail=_log.debug,
+    ).bases

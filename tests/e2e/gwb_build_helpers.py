@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway_builder import cli, defaults, image
+from gateway_builder import cli, defaults
+from gateway_builder.commands import build as build_command
 from gateway_builder.ui import UI
 
 REPO = defaults.REPO_DIR
@@ -46,7 +47,7 @@ class Workspace:
     def build(self, *extra: str) -> dict[str, Any]:
         """``gateway-builder build --bases local --no-smoke`` of this workspace; the result."""
         args = cli.build_parser().parse_args(self.argv("build", "--no-smoke", *extra))
-        return image.command(args, UI(verbosity=-1))
+        return build_command.run(args, UI(verbosity=-1))
 
 
 def copy_workspace(dest: Path) -> Workspace:

@@ -17,10 +17,11 @@ import pytest
 from docker.models.containers import Container
 
 from gateway_builder import defaults
-from gateway_builder.bases import KIND_LABEL, build_local_bases_report
+from gateway_builder.bases import KIND_LABEL, build_local_bases
 from gateway_builder.dockerd import stream_build
 from gateway_builder.errors import BuildError
-from gateway_builder.plan import BaseImages
+from gateway_builder.models import BaseImages
+from gateway_builder.options import LocalBasesOptions
 
 pytestmark = pytest.mark.e2e
 _log = logging.getLogger("gateway_builder.e2e")
@@ -152,7 +153,9 @@ def test_second_run_reuses_every_base(
     docker_client: docker.DockerClient, local_bases: BaseImages, e2e_pythons: tuple[str, ...]
 ) -> None:
     start = time.monotonic()
-    report = build_local_bases_report(e2e_pythons, client=docker_client, log=_log.info)
+    report = build_local_bases(
+        LocalBasesOptions(pythons=e2e_pythons), client=docker_client, log=_log.info
+    )
     seconds = time.monotonic() - start
     _log.info("warm (cached) local bases: %.2fs", seconds)
     assert report.bases == local_bases

@@ -28,10 +28,11 @@ from gwb_build_helpers import (
     copy_workspace,
 )
 
-from gateway_builder import cli, defaults, image
+from gateway_builder import cli, defaults
+from gateway_builder.commands import build as build_command
+from gateway_builder.commands import render as render_command
 from gateway_builder.errors import StaleLockError
-from gateway_builder.plan import BaseImages
-from gateway_builder.render import render_from_args
+from gateway_builder.models import BaseImages
 from gateway_builder.ui import UI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
@@ -256,8 +257,8 @@ def test_second_build_reuses_every_layer(built: Built) -> None:
 def test_rendering_twice_gives_byte_identical_contexts(built: Built, tmp_path: Path) -> None:
     def render_to(out: Path) -> str:
         args = cli.build_parser().parse_args(built.ws.argv("render", "--out", str(out)))
-        _, result = render_from_args(args, UI(verbosity=-1), out)
-        return result.digest
+        digest: str = render_command.run(args, UI(verbosity=-1))["digest"]
+        return digest
 
     one, two = tmp_path / "one", tmp_path / "two"
     assert render_to(one) == render_to(two)
@@ -304,7 +305,7 @@ def test_stale_lock_with_locked_fails_with_the_diff(
     ws.python_build_file.write_text(text.replace('python: "3.12"', 'python: "3.11"'))
     args = cli.build_parser().parse_args(ws.argv("build", "--locked", "--no-smoke"))
     with pytest.raises(StaleLockError) as info:
-        image.command(args, UI(verbosity=-1))
+        build_command.run(args, UI(verbosity=-1))
     assert info.value.details and "token-scorer" in info.value.details
     assert any(line.startswith(("-", "+")) for line in info.value.details.splitlines())
     code = cli.main(ws.argv("build", "--locked", "--no-smoke"))

@@ -15,7 +15,7 @@ from docker.models.containers import Container
 from gwb_build_helpers import build_default
 
 from gateway_builder import defaults
-from gateway_builder.plan import BaseImages
+from gateway_builder.models import BaseImages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
 

@@ -18,8 +18,10 @@ import docker
 import pytest
 
 from gateway_builder import cli, defaults
-from gateway_builder.plan import BaseImages
-from gateway_builder.smoke import STEPS, _Run, smoke_test
+from gateway_builder.models import BaseImages
+from gateway_builder.options import SmokeOptions
+from gateway_builder.smoke import STEPS, smoke_test
+from gateway_builder.smoke.container import RunningContainer
 from gateway_builder.ui import UI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
@@ -78,7 +80,10 @@ def default_image(
 
 def test_the_default_image_passes(default_image: Built) -> None:
     report = smoke_test(
-        default_image.tag, context_dir=default_image.context, timeout=120, ui=UI(verbosity=-1)
+        default_image.tag,
+        SmokeOptions(timeout=120),
+        context_dir=default_image.context,
+        ui=UI(verbosity=-1),
     )
     assert report.ok, report.table()
     assert [s.name for s in report.steps] == list(STEPS)
@@ -120,7 +125,7 @@ def test_the_cli_without_a_context_reads_the_image(
 def test_the_tcp_transport_is_published_on_loopback_only(
     default_image: Built, docker_client: docker.DockerClient
 ) -> None:
-    run = _Run(default_image.tag, 60, publish_tcp=True)
+    run = RunningContainer(default_image.tag, 60, publish_tcp=True)
     try:
         bindings = docker_client.api.inspect_container(run.container.id)["HostConfig"][
             "PortBindings"
@@ -132,9 +137,8 @@ def test_the_tcp_transport_is_published_on_loopback_only(
         run.remove()
     report = smoke_test(
         default_image.tag,
+        SmokeOptions(timeout=120, transport="tcp"),
         context_dir=default_image.context,
-        timeout=120,
-        transport="tcp",
         ui=UI(verbosity=-1),
     )
     protocol = next(s for s in report.steps if s.name == "protocol")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_builder.templating import EntrypointValues, render_entrypoint
+from gateway_builder.render.templating import EntrypointValues, render_entrypoint
 
 pytestmark = pytest.mark.integration
 

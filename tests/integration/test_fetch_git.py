@@ -14,7 +14,7 @@ from gwb_factories import GitRepo, write_packaged_policy, write_policy
 from gateway_builder.cache import Cache
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.fetch import fetch_policy
-from gateway_builder.fetch_git import GitCheckout, fetch_git
+from gateway_builder.fetch.git import GitCheckout, fetch_git
 from gateway_builder.manifest import GitSource, PythonPolicySpec
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from gwb_factories import GitRepo, LocalIndex, write_policy
 
 from gateway_builder import defaults
 from gateway_builder.cli import main
-from gateway_builder.lockfile import read_lock
+from gateway_builder.lock.file import read_lock
 
 pytestmark = pytest.mark.integration
 

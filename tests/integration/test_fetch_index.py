@@ -12,9 +12,9 @@ from gwb_factories import LocalIndex, make_wheel, policy_wheel
 from gateway_builder.cache import Cache
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.fetch import SourcePin, download_artifacts, fetch_policy, spec_digest
+from gateway_builder.fetch.index import IndexClient
 from gateway_builder.manifest import PipSource, PythonPolicySpec
-from gateway_builder.plan import LockedRequirement
-from gateway_builder.pyindex import IndexClient
+from gateway_builder.models import LockedRequirement
 
 pytestmark = pytest.mark.integration
 

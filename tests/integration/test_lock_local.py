@@ -3,7 +3,6 @@ upgrades, --check with a diff, byte-identical relock, resolver errors, the CLI."
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import textwrap
@@ -17,9 +16,11 @@ from gateway_builder import defaults
 from gateway_builder.cache import Cache
 from gateway_builder.cli import main
 from gateway_builder.errors import BuildError, StaleLockError
-from gateway_builder.lockfile import Lock, read_lock
-from gateway_builder.pipeline import prepare_plan
-from gateway_builder.plan import BaseImages, PythonBase
+from gateway_builder.lock.file import Lock, read_lock
+from gateway_builder.models import BaseImages, PythonBase
+from gateway_builder.options import LockOptions, RenderOptions, SessionOptions
+from gateway_builder.pipeline import Session
+from gateway_builder.plan import BuildPlan
 
 pytestmark = pytest.mark.integration
 
@@ -197,14 +198,14 @@ def test_resolution_failure_names_policy_python_and_reason(project: Project) -> 
     project.policy("needs-new", ["tinydep==2.0.0"])
     project.write_manifest(path_entry("needs-new", '  python: "3.10"\n'))
     from gateway_builder.cli import build_parser
-    from gateway_builder.lock import command
+    from gateway_builder.commands.lock import run
     from gateway_builder.ui import UI
 
     args = build_parser().parse_args(
         ["lock", "--python-build-file", str(project.manifest), "--cache-dir", str(project.cache)]
     )
     with pytest.raises(BuildError) as info:
-        command(args, UI(verbosity=-1))
+        run(args, UI(verbosity=-1))
     message = str(info.value)
     assert "policy 'needs-new'" in message and "Python 3.10" in message and "with uv" in message
     assert info.value.details and "tinydep" in info.value.details
@@ -294,26 +295,18 @@ def test_prepare_plan_locked_and_unlocked(project: Project, tmp_path: Path) -> N
     project.write_manifest(
         path_entry("one") + path_entry("two", "  failure_mode: skip\n  params:\n    greeting: yo\n")
     )
-    args = argparse.Namespace(
-        build_file=None,
-        python_build_file=project.manifest,
-        cache_dir=project.cache,
-        offline=False,
-        lock_file=None,
-        resolver="uv",
-        platforms=None,
-        locked=True,
-        policy_engine=None,
-        label=["org.example.team=gw"],
-        source_date_epoch=None,
-    )
     from gateway_builder.ui import UI
 
     ui = UI(verbosity=-1)
+    session = SessionOptions(python_build_file=project.manifest, cache_dir=project.cache)
+    render = RenderOptions(labels=(("org.example.team", "gw"),))
+
+    def prepare_plan(*, locked: bool) -> BuildPlan:
+        return Session.open(session).plan(LockOptions(resolve=not locked), render, _bases, ui)
+
     with pytest.raises(StaleLockError, match="no lock file"):
-        prepare_plan(args, ui, bases=_bases)
-    args.locked = False
-    plan = prepare_plan(args, ui, bases=_bases)
+        prepare_plan(locked=True)
+    plan = prepare_plan(locked=False)
     assert project.lock.is_file()
     assert [p.name for p in plan.python_policies] == ["one", "two"]
     one, two = plan.python_policies
@@ -329,11 +322,10 @@ def test_prepare_plan_locked_and_unlocked(project: Project, tmp_path: Path) -> N
     assert plan.source_date_epoch == defaults.DEFAULT_SOURCE_DATE_EPOCH
     assert plan.lock_digest == project.read().digest
     assert [r.name for r in plan.installer_requirements] == ["pip"]
-    args.locked = True
-    assert prepare_plan(args, ui, bases=_bases) == plan
+    assert prepare_plan(locked=True) == plan
     project.policy("two", ["tinydep==1.1.0"])
     with pytest.raises(StaleLockError) as info:
-        prepare_plan(args, ui, bases=_bases)
+        prepare_plan(locked=True)
     assert info.value.details and '+  "tinydep==1.1.0",' in info.value.details
 
 

@@ -14,8 +14,8 @@ from gateway_builder.cache import Cache
 from gateway_builder.cli import main
 from gateway_builder.errors import BuildError
 from gateway_builder.fetch import download_artifacts
-from gateway_builder.lockfile import read_lock
-from gateway_builder.resolve import PipToolsResolver
+from gateway_builder.lock.file import read_lock
+from gateway_builder.lock.resolve import PipToolsResolver
 
 pytestmark = [pytest.mark.integration, pytest.mark.network]
 

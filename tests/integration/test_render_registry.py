@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_builder import cli, defaults
-from gateway_builder.baseopts import bases_chooser
-from gateway_builder.pipeline import prepare_plan
-from gateway_builder.policy_registry import registry_json
+from gateway_builder import defaults
+from gateway_builder.options import BaseImageOptions, LockOptions, RenderOptions, SessionOptions
+from gateway_builder.pipeline import Session
+from gateway_builder.render.registry import registry_json
 from gateway_builder.ui import UI
 
 pytestmark = pytest.mark.integration
@@ -15,22 +15,14 @@ pytestmark = pytest.mark.integration
 
 def test_committed_registry_is_current() -> None:
     repo = defaults.REPO_DIR
-    args = cli.build_parser().parse_args(
-        [
-            "render",
-            "--locked",
-            "--build-file",
-            str(repo / defaults.DEFAULT_BUILD_FILE),
-            "--python-build-file",
-            str(repo / defaults.DEFAULT_PYTHON_BUILD_FILE),
-            "--out",
-            "unused",
-        ]
+    session = SessionOptions(
+        build_file=repo / defaults.DEFAULT_BUILD_FILE,
+        python_build_file=repo / defaults.DEFAULT_PYTHON_BUILD_FILE,
     )
-    ui = UI(verbosity=-1)
-    plan = prepare_plan(args, ui, bases=bases_chooser(args, ui))
+    plan = Session.open(session).plan(
+        LockOptions(resolve=False), RenderOptions(), BaseImageOptions(), UI(verbosity=-1)
+    )
     committed = repo / defaults.COMMITTED_REGISTRY_DIR / defaults.REGISTRY_FILE_NAME
     assert committed.read_text(encoding="utf-8") == registry_json(plan), (
-        "registry/policy-registry.json is stale: run `gateway-builder render --out DIR` "
-        "with the default manifests and commit the file"
+        "registry/policy-registry.json is stale: run `nox -s registry` and commit the file"
     )

@@ -16,17 +16,21 @@ from gateway_builder.bases import (
     BaseEvent,
     BasesReport,
     asset_digests,
-    check_python_version,
     content_key,
     discover_prefix,
     local_tag,
-    parse_prefix_args,
     prefix_entries,
     prefix_fingerprint,
     validate_prefix,
 )
+from gateway_builder.bases.context import build_context
+from gateway_builder.bases.debian import configure_rootfs
+from gateway_builder.cli import build_parser
+from gateway_builder.commands import bases as bases_command
 from gateway_builder.errors import InputError
-from gateway_builder.plan import BaseImages, PythonBase
+from gateway_builder.models import BaseImages, PythonBase
+from gateway_builder.options import check_python_version, parse_python_prefixes
+from gateway_builder.ui import UI
 
 
 def _touch(path: Path, text: str = "x", mode: int = 0o644) -> Path:
@@ -131,15 +135,15 @@ def test_check_python_version_rejects(version: str) -> None:
 
 
 def test_parse_prefix_args(tmp_path: Path) -> None:
-    assert parse_prefix_args([]) == {}
-    got = parse_prefix_args([f"3.12={tmp_path}", "3.10=~/py310"])
+    assert parse_python_prefixes([]) == {}
+    got = parse_python_prefixes([f"3.12={tmp_path}", "3.10=~/py310"])
     assert got == {"3.12": tmp_path, "3.10": Path("~/py310").expanduser()}
 
 
 @pytest.mark.parametrize("value", ["3.12", "=/opt/py", "3.12=", "3.8=/opt/py"])
 def test_parse_prefix_args_rejects(value: str) -> None:
     with pytest.raises(InputError) as err:
-        parse_prefix_args([value])
+        parse_python_prefixes([value])
     assert "\n" not in str(err.value)
 
 
@@ -199,7 +203,7 @@ def test_build_context_tar_is_normalized(tmp_path: Path) -> None:
     prefix = _fake_prefix(tmp_path / "py")
     entries = prefix_entries(prefix, "3.12")
     with (
-        bases._context(bases.ASSETS_DIR / "python-prefix", entries) as handle,
+        build_context(bases.ASSETS_DIR / "python-prefix", entries) as handle,
         tarfile.open(fileobj=handle) as tar,
     ):
         members = {m.name: m for m in tar.getmembers()}
@@ -207,7 +211,7 @@ def test_build_context_tar_is_normalized(tmp_path: Path) -> None:
     assert members["python/bin/python3"].issym()
     assert members["python/bin/python3"].linkname == "python3.12"
     exe = members["python/bin/python3.12"]
-    assert exe.mode == 0o755 and exe.uid == 0 and exe.mtime == bases.CONTEXT_MTIME
+    assert exe.mode == 0o755 and exe.uid == 0 and exe.mtime == defaults.DEFAULT_SOURCE_DATE_EPOCH
     assert members["python/lib/python3.12/os.py"].mode == 0o644
     assert not any("site-packages/" in name for name in members)
 
@@ -245,7 +249,7 @@ def test_configure_rootfs(tmp_path: Path) -> None:
     _touch(rootfs / "var/lib/apt/lists/deb.debian.org_Packages")
     _touch(rootfs / "var/cache/apt/archives/bash.deb")
     _touch(rootfs / "var/cache/apt/pkgcache.bin")
-    bases._configure_rootfs(rootfs, bases.ASSETS_DIR / "debian" / "rootfs")
+    configure_rootfs(rootfs, bases.ASSETS_DIR / "debian" / "rootfs")
     sources = (rootfs / "etc/apt/sources.list").read_text()
     assert sources.splitlines()[0] == (
         f"deb {defaults.LOCAL_DEBIAN_MIRROR} {defaults.LOCAL_DEBIAN_SUITE} main"
@@ -273,7 +277,7 @@ def test_report_is_json_able_and_human_table() -> None:
         ),
         runtime="gateway-builder-local/runtime:1",
         standin=True,
-        tini=bases.LOCAL_TINI,
+        tini=defaults.TINI_PATH,
         engine_builder_command=bases.LOCAL_ENGINE_BUILDER_COMMAND,
     )
     report = BasesReport(
@@ -284,7 +288,7 @@ def test_report_is_json_able_and_human_table() -> None:
     assert data["bases"]["pythons"][0]["runtime_copy"] == ["/opt/python/3.12"]
     assert data["bases"]["standin"] is True
     assert data["images"][0]["cached"] is True
-    table = bases._human(report)
+    table = report.table()
     assert "runtime" in table and "cached" in table and defaults.STANDIN_LABEL in table
 
 
@@ -293,32 +297,16 @@ def test_command_rejects_bad_input_before_contacting_an_engine(
 ) -> None:
     # No engine exists at this address: bad flags must fail first, as input errors.
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    lines: list[str] = []
-    with pytest.raises(InputError, match="unknown action"):
-        bases.command(argparse.Namespace(action="list"), lines.append)
+    ui = UI(verbosity=-1)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bases", "list"])
     with pytest.raises(InputError, match="expected VERSION=DIR"):
-        bases.command(
-            argparse.Namespace(action="build", pythons=[], python_prefix=["3.12"]), lines.append
+        bases_command.run(
+            argparse.Namespace(action="build", pythons=[], python_prefix=["3.12"], rebuild=False),
+            ui,
         )
     with pytest.raises(InputError, match="expected one of"):
-        bases.command(
-            argparse.Namespace(action="build", pythons=["2.7"], python_prefix=[]), lines.append
+        bases_command.run(
+            argparse.Namespace(action="build", pythons=["2.7"], python_prefix=[], rebuild=False),
+            ui,
         )
-
-
-def test_log_fn_accepts_ui_objects_and_callables() -> None:
-    class UI:
-        def __init__(self) -> None:
-            self.lines: list[str] = []
-
-        def info(self, message: str) -> None:
-            self.lines.append(message)
-
-    ui = UI()
-    bases._log_fn(ui)("hello")
-    assert ui.lines == ["hello"]
-    got: list[str] = []
-    bases._log_fn(got.append)("x")
-    assert got == ["x"]
-    with pytest.raises(TypeError):
-        bases._log_fn(42)

@@ -11,13 +11,13 @@ import pytest
 
 from gateway_builder.errors import InputError
 from gateway_builder.fetch import read_requirements_txt
-from gateway_builder.manifest import PathSource, PythonPolicySpec
-from gateway_builder.policydef import (
+from gateway_builder.fetch.definition import (
     check_entry_module,
     load_definition,
     read_python_version,
     validate_policy,
 )
+from gateway_builder.manifest import PathSource, PythonPolicySpec
 
 DEFINITION = textwrap.dedent(
     """

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway_builder.errors import InputError
-from gateway_builder.fetch_git import classify_ref, normalize_url, pick_version_tag
+from gateway_builder.fetch.git import classify_ref, normalize_url, pick_version_tag
 
 TAGS = ["v1.0.0", "v1.2.0", "v1.2.1-rc1", "v2.0.0", "v1.10.0", "v1.9.3", "v1.2.x", "release"]
 

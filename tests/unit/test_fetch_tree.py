@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from gateway_builder.errors import InputError
-from gateway_builder.treeutil import (
+from gateway_builder.fetch.tree import (
     check_tree,
     content_hash,
     copy_tree,

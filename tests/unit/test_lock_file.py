@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway_builder.errors import InputError
-from gateway_builder.lockfile import (
+from gateway_builder.lock.file import (
     LOCK_FORMAT_VERSION,
     Lock,
     LockedEnv,

@@ -12,9 +12,10 @@ from gateway_builder import defaults
 from gateway_builder.cache import Cache
 from gateway_builder.errors import InputError, StaleLockError
 from gateway_builder.fetch import FetchedPolicy, fetch_policy
-from gateway_builder.lockfile import Lock, LockedEnv, LockedPackage, LockedPolicy
+from gateway_builder.lock.file import Lock, LockedEnv, LockedPackage, LockedPolicy
 from gateway_builder.manifest import GoPolicySpec, Manifests, PathSource, PythonPolicySpec
-from gateway_builder.plan import BaseImages, PythonBase, make_plan
+from gateway_builder.models import BaseImages, PythonBase
+from gateway_builder.plan import make_plan
 
 BASES = BaseImages(
     engine_builder=None,

@@ -5,14 +5,19 @@ from __future__ import annotations
 import pytest
 
 from gateway_builder.errors import BuildError
-from gateway_builder.pyindex import (
+from gateway_builder.fetch.index import (
     best_wheel,
     file_project,
     file_version,
     platform_tags,
     target_tags,
 )
-from gateway_builder.resolve import ResolveRequest, _from_pylock, dedupe, parse_hashed_requirements
+from gateway_builder.lock.resolve import (
+    ResolveRequest,
+    _from_pylock,
+    dedupe,
+    parse_hashed_requirements,
+)
 
 WHEELS = [
     "pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",

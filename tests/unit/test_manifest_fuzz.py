@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gateway_builder.errors import GatewayBuilderError
 from gateway_builder.manifest import load_manifests
-from gateway_builder.yamlpos import parse_yaml
+from gateway_builder.manifest.yamlpos import parse_yaml
 
 KEYS = [
     "version",

@@ -20,16 +20,8 @@ import pytest
 
 from gateway_builder import defaults
 from gateway_builder.errors import BuildError, InputError
-from gateway_builder.plan import (
-    BaseImages,
-    BuildPlan,
-    GoPolicyEntry,
-    LockedRequirement,
-    PolicyArtifact,
-    PythonBase,
-    PythonPolicyPlan,
-)
-from gateway_builder.policy_registry import registry_json
+from gateway_builder.models import BaseImages, LockedRequirement, PolicyArtifact, PythonBase
+from gateway_builder.plan import BuildPlan, GoPolicyEntry, PythonPolicyPlan
 from gateway_builder.render import (
     labels_for,
     render,
@@ -37,7 +29,8 @@ from gateway_builder.render import (
     stage_name,
     wheel_name_version,
 )
-from gateway_builder.templating import render_template
+from gateway_builder.render.registry import registry_json
+from gateway_builder.render.templating import render_template
 from gateway_executor.registry import parse_registry
 
 SAMPLES = defaults.REPO_DIR / "policy_sources"

@@ -1,4 +1,4 @@
-"""Base image selection (baseopts) and the in-stage helper (templates/stage_tool.py)."""
+"""Base image selection (bases.choose) and the in-stage helper (templates/stage_tool.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,10 @@ from types import ModuleType
 import pytest
 
 from gateway_builder import defaults
-from gateway_builder.baseopts import (
-    apply_overrides,
-    official_python_base,
-    parse_python_images,
-    upstream_bases,
-)
+from gateway_builder.bases import apply_overrides, official_python_base, upstream_bases
 from gateway_builder.errors import InputError
-from gateway_builder.plan import BaseImages, PythonBase
+from gateway_builder.models import BaseImages, PythonBase
+from gateway_builder.options import parse_python_images
 
 
 def load_stage_tool() -> ModuleType:
@@ -35,7 +31,7 @@ stage_tool = load_stage_tool()
 
 
 # --------------------------------------------------------------------------------------------
-# baseopts
+# bases.choose
 # --------------------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway_builder import defaults
-from gateway_builder import smoke_checks as c
+from gateway_builder.smoke import checks as c
 
 # The entrypoint's own lines (templates/entrypoint.sh.j2) and the processes' prefixed output.
 START_LOG = """\

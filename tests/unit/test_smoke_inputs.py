@@ -12,7 +12,9 @@ import pytest
 
 from gateway_builder import defaults
 from gateway_builder.errors import InputError
-from gateway_builder.smoke import _safe_extract, load_inputs, smoke_test
+from gateway_builder.options import SmokeOptions
+from gateway_builder.smoke import load_inputs, smoke_test
+from gateway_builder.smoke.inputs import _safe_extract
 from gateway_builder.ui import UI
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,9 +143,9 @@ def test_safe_extract_keeps_only_files_inside(tmp_path: Path) -> None:
 
 def test_a_bad_timeout_is_an_input_error() -> None:
     with pytest.raises(InputError, match="--timeout: expected a positive number"):
-        smoke_test("any", timeout=0, ui=UI(verbosity=-1))
+        smoke_test("any", SmokeOptions(timeout=0), ui=UI(verbosity=-1))
 
 
 def test_an_unknown_transport_is_an_input_error() -> None:
     with pytest.raises(InputError, match="--transport: expected one of auto, unix, tcp"):
-        smoke_test("any", transport="udp", ui=UI(verbosity=-1))
+        smoke_test("any", SmokeOptions(transport="udp"), ui=UI(verbosity=-1))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gateway_builder.smoke import PolicyResult, SmokeReport, failure_details, log_tail
-from gateway_builder.smoke_checks import StepResult
+from gateway_builder.smoke import PolicyResult, SmokeReport, StepResult, failure_details, log_tail
 
 
 def _report() -> SmokeReport:
