@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from gateway_builder.fetch.definition import (
 )
 from gateway_builder.fetch.git import fetch_git
 from gateway_builder.fetch.index import IndexClient, IndexFile, file_version
-from gateway_builder.fetch.tree import check_tree, content_hash, copy_tree
+from gateway_builder.fetch.tree import content_hash, copy_tree
 from gateway_builder.fetch.wheel import build_wheel
 from gateway_builder.manifest import GitSource, PathSource, PipSource, PythonPolicySpec
 from gateway_builder.redact import redact_url
@@ -95,15 +96,28 @@ def from_path(spec: PythonPolicySpec, src: PathSource, cache: Cache, base: Path)
     what = describe(spec)
     if not src.path.is_dir():
         raise InputError(f"{what}: directory not found: {src.path}")
-    check_tree(src.path, what)
-    digest = content_hash(src.path)
-    root = cache.put_tree(
-        "path", digest.removeprefix("sha256:"), lambda dest: copy_tree(src.path, dest, what)
-    )
+    # Copy first (never following a link), then check and hash the copy: what is built is
+    # exactly what was checked, whatever happens to the live directory meanwhile.
+    staging_parent = cache.tree("path", "_").parent
+    staging_parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".stage-", dir=staging_parent))
+    try:
+        copy_tree(src.path, staging, what)
+        digest = content_hash(staging)
+        root = cache.put_tree(
+            "path", digest.removeprefix("sha256:"), lambda dest: _move_children(staging, dest)
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     # The snapshot must match what was hashed (the directory may change while we copy).
     if content_hash(root) != digest:
         raise InputError(f"{what}: {src.path} changed while it was being fetched; try again")
     return SourceTree(root=root, resolved=digest, display=f"path:{relative_path(src.path, base)}")
+
+
+def _move_children(src: Path, dest: Path) -> None:
+    for child in src.iterdir():
+        os.replace(child, dest / child.name)
 
 
 def _select_index_file(
