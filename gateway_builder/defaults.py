@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Final
 
 from gateway_executor import defaults as _executor
+from gateway_executor.phases import SAMPLE_PHASES as _SAMPLE_PHASES
 from gateway_executor.paths import (  # noqa: F401 (the image layout, shared with the executor)
     APP_DIR,
     EXECUTOR_DIR,
@@ -50,6 +51,20 @@ SDK_REQUIREMENT: Final = "apip-sdk-core>=0.2.3,<0.3"
 POLICY_DEFINITION_FILE: Final = "policy-definition.yaml"
 POLICY_ENTRY_MODULE: Final = "policy"
 PYTHON_VERSION_FILE: Final = "python_version.txt"
+
+# --- Policy developer kit (new-policy, test-policy, describe-policy) -------------------------
+#: ``new-policy --phase`` values: the sample phases, and ``streaming`` (a streamed response body
+#: with its buffered fallback).
+SCAFFOLD_PHASES: Final = (*_SAMPLE_PHASES, "streaming")
+DEFAULT_SCAFFOLD_PHASES: Final = ("request_headers",)
+#: Version a new policy starts at.
+SCAFFOLD_VERSION: Final = "v0.1.0"
+#: Seconds between two looks at a policy folder in ``test-policy --watch``.
+WATCH_POLL_S: Final = 0.5
+#: Per-call timeout of the test harness's executor (a hanging hook fails the call, not the run).
+HARNESS_TIMEOUT_MS: Final = 10_000
+#: Seconds the harness's executor gets to import the policy and pass its start-up check.
+HARNESS_START_TIMEOUT_S: Final = 120.0
 
 # --- Lock / resolve --------------------------------------------------------------------------
 DEFAULT_RESOLVER: Final = "uv"

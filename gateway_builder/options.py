@@ -138,6 +138,53 @@ class BuildOptions:
     until: Stage = Stage.SMOKE
 
 
+@dataclass(frozen=True)
+class NewPolicyOptions:
+    """``new-policy``: the policy to scaffold and where."""
+
+    name: str
+    #: Phases the policy implements (``defaults.SCAFFOLD_PHASES``), in the order given.
+    phases: tuple[str, ...] = defaults.DEFAULT_SCAFFOLD_PHASES
+    #: Written to ``python_version.txt`` when given (else the manifest's default applies).
+    python: str | None = None
+    #: The directory to create (None: ``./NAME``).
+    out: Path | None = None
+
+
+@dataclass(frozen=True)
+class PolicyEnvOptions:
+    """Where the test harness gets a policy's venv: its lock entry or its requirements."""
+
+    #: None: ``python_version.txt``, else the lock's version, else the default.
+    python: str | None = None
+    #: Install the pins (with hashes) this lock has for the policy instead of resolving its
+    #: requirements.
+    lock_file: Path | None = None
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class PolicyTestOptions:
+    """``test-policy``: run a policy's samples through the real executor."""
+
+    policy_dir: Path
+    env: PolicyEnvOptions = field(default_factory=PolicyEnvOptions)
+    #: Rerun whenever a file of the policy changes.
+    watch: bool = False
+    #: ``--watch``: stop after this many runs (None: until interrupted).
+    max_runs: int | None = None
+    poll_interval: float = defaults.WATCH_POLL_S
+
+
+@dataclass(frozen=True)
+class DescribePolicyOptions:
+    """``describe-policy``: what to describe and how."""
+
+    policy_dir: Path
+    #: "markdown" or "json".
+    format: str = "markdown"
+
+
 # --- value parsers ----------------------------------------------------------------------------
 
 
