@@ -8,6 +8,8 @@ Messages are one line, already redacted, and never carry a traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GatewayBuilderError(Exception):
     """Base class: a message for the user and the exit code the CLI returns."""
@@ -19,6 +21,9 @@ class GatewayBuilderError(Exception):
         self.message = message
         #: Optional multi-line extra text (a diff, a resolver's explanation, container logs).
         self.details = details
+        #: Optional ``--json`` result of a command that failed part-way (e.g. the smoke test's
+        #: steps): printed with ``ok: false`` so its shape does not change on failure.
+        self.result: dict[str, Any] | None = None
 
     def __str__(self) -> str:
         return self.message

@@ -75,7 +75,8 @@ class UI:
                 self.debug(f"    {name}: done in {seconds:.2f}s")
 
     def result(self, data: dict[str, Any], human: str | None = None) -> None:
-        """Print the command's result: JSON in json mode, else ``human`` (if any) on stdout."""
+        """Print the command's result: JSON in json mode, else ``human`` (if any) on stdout;
+        ``-q`` prints no human result (errors only), but ``--json`` still prints the JSON."""
         if self.json_mode:
             payload = dict(data)
             if self.steps and "steps" not in payload:
@@ -83,6 +84,15 @@ class UI:
             self._out.write(
                 redact_text(json.dumps(payload, indent=2, sort_keys=True, default=str)) + "\n"
             )
-        elif human:
+        elif human and self.verbosity >= 0:
             self._out.write(redact_text(human) + ("\n" if not human.endswith("\n") else ""))
         self._out.flush()
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 Python policy``, ``2 Python policies``: a count with its noun in the right number."""
+    if count == 1:
+        return f"1 {singular}"
+    if plural is None:
+        plural = singular[:-1] + "ies" if singular.endswith("y") else singular + "s"
+    return f"{count} {plural}"

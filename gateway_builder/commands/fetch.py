@@ -29,7 +29,7 @@ def run(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
     }
     lines = [
         f"{f.name:<24} {f.definition.version:<9} {f.kind:<9} py{f.python_version:<5} "
-        f"{_short(f.resolved)}  {f.display}"
+        f"{_short(f.resolved)}  {f.display}{f'  (tag {f.tag})' if f.tag else ''}"
         for f in fetched
     ]
     ui.result(result, "\n".join(lines) if lines else "no Python policies")

@@ -8,7 +8,7 @@ from typing import Any
 from gateway_builder.commands._flags import build_options
 from gateway_builder.options import Stage
 from gateway_builder.pipeline import run as run_pipeline
-from gateway_builder.ui import UI
+from gateway_builder.ui import UI, counted
 
 
 def run(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def run(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
     data = {"ok": True, **result.as_dict(), "standin": outcome.standin}
     human = (
         f"rendered {result.out_dir}: {result.files} files, {result.bytes / 1e6:.1f} MB, "
-        f"{len(result.policies)} Python policies, digest {result.digest}"
+        f"{counted(len(result.policies), 'Python policy')}, digest {result.digest}"
     )
     ui.result(data, human)
     return data

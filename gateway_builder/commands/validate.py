@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway_builder.manifest import load_manifests
 from gateway_builder.options import SessionOptions
-from gateway_builder.ui import UI
+from gateway_builder.ui import UI, counted
 
 
 def run(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
@@ -23,5 +23,8 @@ def run(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
         "go_policies": [g.name for g in manifests.go_specs],
         "python_policies": [{"name": s.name, "source": s.source.display()} for s in py],
     }
-    ui.result(result, f"ok: {len(manifests.go_specs)} Go policies, {len(py)} Python policies")
+    ui.result(
+        result,
+        f"ok: {counted(len(manifests.go_specs), 'Go policy')}, {counted(len(py), 'Python policy')}",
+    )
     return result

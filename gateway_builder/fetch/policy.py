@@ -332,8 +332,9 @@ def fetch_policies(
     def one(spec: PythonPolicySpec) -> FetchedPolicy:
         fetched = fetch_policy(spec, cache, base=base, pin=pins.get(spec.name))
         if ui is not None:
+            tag = f"tag {fetched.tag}, " if fetched.tag else ""
             ui.info(
-                f"fetched {fetched.name} {fetched.definition.version} ({fetched.kind}, "
+                f"fetched {fetched.name} {fetched.definition.version} ({tag}{fetched.kind}, "
                 f"Python {fetched.python_version}) from {fetched.display}"
             )
         return fetched
