@@ -46,6 +46,10 @@ class ExecutorConfig:
     sync_wait_us: int = defaults.SYNC_WAIT_US
     #: Where the executor's own threads run (see ``affinity.py``).
     executor_cpus: CpuPolicy = _DEFAULT_CPUS
+    #: gRPC message limit both ways; a policy reply over it fails that one call.
+    max_message_bytes: int = defaults.MAX_MESSAGE_BYTES
+    #: Seconds until a quarantined policy is released on probation (0: never).
+    quarantine_cooldown_s: float = defaults.QUARANTINE_COOLDOWN_S
 
     @property
     def is_tcp(self) -> bool:
@@ -102,6 +106,29 @@ def _sync_wait_us(name: str, raw: str) -> int:
             f"{name}: expected an integer number of microseconds from 0 to "
             f"{MAX_SYNC_WAIT_US}, got {raw!r}"
         )
+    return value
+
+
+def _message_bytes(name: str, raw: str) -> int:
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        value = 0
+    if not defaults.MIN_MESSAGE_BYTES <= value <= defaults.MAX_MESSAGE_BYTES_LIMIT:
+        raise ConfigError(
+            f"{name}: expected a number of bytes from {defaults.MIN_MESSAGE_BYTES} to "
+            f"{defaults.MAX_MESSAGE_BYTES_LIMIT}, got {raw!r}"
+        )
+    return value
+
+
+def _cooldown(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{name}: expected a number of seconds >= 0 (0: never), got {raw!r}")
     return value
 
 
@@ -181,8 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shutdown-grace",
         default=None,
-        help="seconds to finish in-flight calls on SIGTERM "
-        f"(default {defaults.SHUTDOWN_GRACE_S:g})",
+        help="seconds the whole shutdown on SIGTERM may take: in-flight calls get this minus "
+        f"{defaults.SHUTDOWN_STOP_RESERVE_S:g} (at most half of it) to finish, then the workers "
+        f"are stopped (default {defaults.SHUTDOWN_GRACE_S:g}; env {defaults.ENV_SHUTDOWN_GRACE})",
+    )
+    p.add_argument(
+        "--max-message-bytes",
+        default=None,
+        help="gRPC message limit both ways; a policy reply over it becomes that call's "
+        f"execution_error (default {defaults.MAX_MESSAGE_BYTES}, upstream's 50 MiB; "
+        f"env {defaults.ENV_MAX_MESSAGE_BYTES})",
+    )
+    p.add_argument(
+        "--quarantine-cooldown",
+        default=None,
+        help="seconds until a quarantined policy is released on probation; a crash within "
+        f"{defaults.QUARANTINE_WINDOW_S:g}s of the release quarantines it again; 0: never release "
+        f"(default {defaults.QUARANTINE_COOLDOWN_S:g}; env {defaults.ENV_QUARANTINE_COOLDOWN})",
     )
     return p
 
@@ -207,6 +249,9 @@ def parse_config(
     level = pick(args.log_level, defaults.ENV_LOG_LEVEL)
     sync_wait = pick(args.sync_wait_us, defaults.ENV_SYNC_WAIT_US)
     cpus = pick(args.executor_cpus, defaults.ENV_EXECUTOR_CPUS)
+    max_message = pick(args.max_message_bytes, defaults.ENV_MAX_MESSAGE_BYTES)
+    cooldown = pick(args.quarantine_cooldown, defaults.ENV_QUARANTINE_COOLDOWN)
+    grace_raw = pick(args.shutdown_grace, defaults.ENV_SHUTDOWN_GRACE)
     try:
         cpu_policy = parse_cpus(cpus[1] if cpus else defaults.EXECUTOR_CPUS)
     except AffinityError as exc:
@@ -220,11 +265,7 @@ def parse_config(
         if args.start_timeout is not None
         else defaults.START_TIMEOUT_S
     )
-    grace = (
-        _positive_float("--shutdown-grace", args.shutdown_grace)
-        if args.shutdown_grace is not None
-        else defaults.SHUTDOWN_GRACE_S
-    )
+    grace = _positive_float(grace_raw[0], grace_raw[1]) if grace_raw else defaults.SHUTDOWN_GRACE_S
     return ExecutorConfig(
         registry=args.registry,
         listen=listen,
@@ -242,6 +283,14 @@ def parse_config(
             _sync_wait_us(sync_wait[0], sync_wait[1]) if sync_wait else defaults.SYNC_WAIT_US
         ),
         executor_cpus=cpu_policy,
+        max_message_bytes=(
+            _message_bytes(max_message[0], max_message[1])
+            if max_message
+            else defaults.MAX_MESSAGE_BYTES
+        ),
+        quarantine_cooldown_s=(
+            _cooldown(cooldown[0], cooldown[1]) if cooldown else defaults.QUARANTINE_COOLDOWN_S
+        ),
     )
 
 
@@ -253,4 +302,7 @@ def _flag_name(env_name: str | None, _value: str) -> str:
         defaults.ENV_LOG_LEVEL: "log-level",
         defaults.ENV_SYNC_WAIT_US: "sync-wait-us",
         defaults.ENV_EXECUTOR_CPUS: "executor-cpus",
+        defaults.ENV_MAX_MESSAGE_BYTES: "max-message-bytes",
+        defaults.ENV_QUARANTINE_COOLDOWN: "quarantine-cooldown",
+        defaults.ENV_SHUTDOWN_GRACE: "shutdown-grace",
     }.get(env_name or "", "value")

@@ -27,8 +27,12 @@ DEFAULT_WORKERS: Final = 2
 
 #: A worker must import its policy and pass the start-up check within this many seconds.
 START_TIMEOUT_S: Final = 120.0
-#: SIGTERM: finish in-flight calls for up to this long, then stop workers.
-SHUTDOWN_GRACE_S: Final = 10.0
+#: SIGTERM: the whole shutdown fits in this many seconds: in-flight calls get it minus
+#: ``SHUTDOWN_STOP_RESERVE_S``, then the workers are stopped. Docker's ``docker stop`` waits
+#: 10 s; the image's entrypoint gives its whole ordered shutdown 8 s and the executor 6 of them.
+SHUTDOWN_GRACE_S: Final = 6.0
+#: ... of which stopping the workers (``exit``, then SIGKILL) and the server may take this long.
+SHUTDOWN_STOP_RESERVE_S: Final = 1.5
 #: Crash handling: replacement backoff (doubles per crash in the window) and quarantine.
 RESPAWN_BACKOFF_S: Final = 0.1
 RESPAWN_BACKOFF_MAX_S: Final = 5.0
@@ -50,3 +54,18 @@ SYNC_IDLE_STREAK: Final = 6
 #: gRPC message size limit (upstream uses 50 MiB both ways). Worker frames have their own limit,
 #: ``framing.MAX_FRAME``.
 MAX_MESSAGE_BYTES: Final = 50 * 1024 * 1024
+ENV_MAX_MESSAGE_BYTES: Final = "PYTHON_EXECUTOR_MAX_MESSAGE_BYTES"
+#: ``--max-message-bytes`` accepts this range (gRPC's limit is a signed 32-bit length).
+MIN_MESSAGE_BYTES: Final = 4096
+MAX_MESSAGE_BYTES_LIMIT: Final = 2**31 - 1
+#: A quarantined policy is released on probation after this many seconds (0: never); a crash
+#: within ``QUARANTINE_WINDOW_S`` of the release quarantines it again at once.
+QUARANTINE_COOLDOWN_S: Final = 60.0
+ENV_QUARANTINE_COOLDOWN: Final = "PYTHON_EXECUTOR_QUARANTINE_COOLDOWN"
+ENV_SHUTDOWN_GRACE: Final = "PYTHON_EXECUTOR_SHUTDOWN_GRACE"
+#: Threads of the gRPC server. Each open ``ExecuteStream`` holds one thread of its own pool (a
+#: parked thread: no CPU, a few tens of KiB) while it is open, up to this many streams; the
+#: control RPCs have pools of their own, so no number of streams makes them wait.
+MAX_STREAMS: Final = 1024
+CONTROL_THREADS: Final = 16
+HEALTH_THREADS: Final = 4

@@ -19,6 +19,7 @@ from gateway_executor import defaults, translate
 from gateway_executor.jobs import AcquireTimeout, CallState, Cancelled, Job, PolicyUnavailable
 from gateway_executor.percall import PerCallRunner
 from gateway_executor.pool import WorkerPool
+from gateway_executor.protections import Protections
 from gateway_executor.proto import python_executor_pb2 as pb
 from gateway_executor.registry import PolicyEntry
 from gateway_executor.runtime import PolicyRuntime, RuntimeStats
@@ -39,6 +40,10 @@ class Settings:
     #: Fast path: with no other call in flight, the thread that received a call polls for the
     #: worker's reply this long before handing it to the worker's driver thread (0: never).
     sync_wait_s: float = defaults.SYNC_WAIT_US / 1e6
+    #: A response larger than this (serialized) fails its call instead of the whole stream.
+    max_message_bytes: int = defaults.MAX_MESSAGE_BYTES
+    #: A quarantined policy is released on probation after this long (0: never).
+    quarantine_cooldown_s: float = defaults.QUARANTINE_COOLDOWN_S
 
 
 @dataclass
@@ -73,10 +78,15 @@ class Engine:
         self.settings = settings or Settings()
         #: ``on_spawn(pid)``: runs for every policy process right after it started.
         self.spawner = Spawner(on_spawn)
+        #: Protections that could not be applied; ``HealthCheck`` lists them.
+        self.protections = Protections()
         self.runtimes: dict[str, PolicyRuntime] = {}
         for entry in entries:
             workers = self.settings.workers or entry.workers
             timeout = self.settings.timeout_s or entry.timeout_ms / 1000.0
+            init_ms = entry.init_timeout_ms or entry.timeout_ms
+            # The start-up check must see the params as InitPolicy delivers them.
+            entry = dataclasses.replace(entry, params=translate.as_init_params(entry.params))
             cls = PerCallRunner if entry.isolation == "per-call" else WorkerPool
             self.runtimes[entry.key] = cls(
                 entry,
@@ -85,6 +95,8 @@ class Engine:
                 timeout,
                 self.settings.start_timeout_s,
                 sync_wait_s=self.settings.sync_wait_s,
+                init_timeout_s=init_ms / 1000.0,
+                quarantine_cooldown_s=self.settings.quarantine_cooldown_s,
             )
         self._instances: dict[str, Instance] = {}
         self._lock = threading.Lock()
@@ -174,12 +186,16 @@ class Engine:
                 version=rt.entry.version,
                 ready=rt.ready and not rt.quarantined,
                 python_version=rt.python_version,
-                reason=rt.reason,
+                reason=rt.status_reason(),
                 quarantined=rt.quarantined,
                 isolation=rt.entry.isolation,
                 workers=rt.size,
+                probation=rt.probation,
+                quarantines=rt.quarantines,
             )
             status.distributions.update(rt.distributions)
+        for note in self.protections.list():
+            resp.protections_off.add(name=note.name, detail=note.detail, policy=note.policy)
         return resp
 
     # ---- instances -----------------------------------------------------------------------------
@@ -212,10 +228,19 @@ class Engine:
             "metadata": translate.metadata_to_wire(req.policy_metadata),
             "params": translate.struct_to_dict(req.params),
         }
-        deadline = time.monotonic() + max(rt.timeout_s, self.settings.start_timeout_s)
+        # ``get_policy`` (and the wait for a worker) gets the policy's init timeout; a worker
+        # still in it then is killed and replaced, like a call over its timeout.
+        deadline = time.monotonic() + rt.init_timeout_s
         try:
             reply = rt.init_instance(iid, init["metadata"], init["params"], deadline)
-        except (WorkerError, AcquireTimeout, PolicyUnavailable) as exc:
+        except (WorkerTimeout, AcquireTimeout) as exc:
+            what = "get_policy did not finish" if isinstance(exc, WorkerTimeout) else "no worker"
+            log.warning("InitPolicy %s: %s within %gs", rt.entry.key, what, rt.init_timeout_s)
+            return pb.InitPolicyResponse(
+                success=False,
+                error_message=f"timeout: {what} within init_timeout_ms ({rt.init_timeout_s:g}s)",
+            )
+        except (WorkerError, PolicyUnavailable) as exc:
             return pb.InitPolicyResponse(
                 success=False, error_message=f"{type(exc).__name__}: {exc}"
             )
@@ -361,10 +386,20 @@ class Engine:
             return False
         msg["op"] = "call"
         msg["iid"] = inst.iid
+        limit = self.settings.max_message_bytes
 
         def on_done(reply: dict[str, Any] | None, error: BaseException | None) -> None:
             try:
                 resp = self._outcome(req, kind, rt, state, timeout, reply, error)
+                # Over the gRPC limit the send would end the whole stream: fail this call.
+                if resp is not None and resp.ByteSize() > limit:
+                    resp = self._failure(
+                        req,
+                        kind,
+                        rt,
+                        "execution_error",
+                        f"response too large: {resp.ByteSize()} bytes > {limit}",
+                    )
             except Exception as exc:  # a bug here must not lose the call
                 log.exception("call %s failed unexpectedly", req.request_id)
                 resp = translate.error_response(
@@ -446,6 +481,8 @@ class Engine:
         """Stop every runtime's processes."""
         with self._lock:
             self.draining = True
+        for rt in self.runtimes.values():
+            rt.cancel_release()
         threads = [
             threading.Thread(target=rt.stop, args=(timeout,), daemon=True)
             for rt in self.runtimes.values()

@@ -446,6 +446,19 @@ class WorkerPool(PolicyRuntime):
         for job in queued:
             job.finish(None, error)
 
+    def _restart_after_quarantine(self) -> None:
+        """Released from quarantine: bring the pool back to ``size`` workers."""
+        with self._cond:
+            missing = 0 if self.stopping else self.size - len(self._all) - self._replacing
+            self._replacing += max(missing, 0)
+        for _ in range(missing):
+            threading.Thread(
+                target=self._replace,
+                args=(False, "released from quarantine"),
+                daemon=True,
+                name=f"respawn-{self.entry.name}",
+            ).start()
+
     # deadlines ----------------------------------------------------------------------------
     def _sweep_locked(self, now: float) -> tuple[float, Callable[[], None] | None]:
         """The watchdog's look at the pool (lock held): expire queued jobs past their deadline

@@ -40,6 +40,8 @@ class PolicyEntry:
     workers: int = defaults.DEFAULT_WORKERS
     params: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    #: ``InitPolicy`` timeout (``get_policy``); None: the same as ``timeout_ms``.
+    init_timeout_ms: int | None = None
 
     @property
     def key(self) -> str:
@@ -63,6 +65,7 @@ def entry_to_dict(entry: PolicyEntry) -> dict[str, Any]:
         "python_version": entry.python_version,
         "failure_mode": entry.failure_mode,
         "timeout_ms": entry.timeout_ms,
+        "init_timeout_ms": entry.init_timeout_ms or entry.timeout_ms,
         "isolation": entry.isolation,
         "workers": entry.workers,
         "params": entry.params,
@@ -101,6 +104,7 @@ def _entry(raw: Any, where: str) -> PolicyEntry:
         "python_version",
         "failure_mode",
         "timeout_ms",
+        "init_timeout_ms",
         "isolation",
         "workers",
         "params",
@@ -132,6 +136,15 @@ def _entry(raw: Any, where: str) -> PolicyEntry:
         "a positive integer",
         timeout_ms,
     )
+    init_timeout_ms = raw.get("init_timeout_ms", timeout_ms)
+    _expect(
+        isinstance(init_timeout_ms, int)
+        and not isinstance(init_timeout_ms, bool)
+        and init_timeout_ms > 0,
+        f"{where}.init_timeout_ms",
+        "a positive integer",
+        init_timeout_ms,
+    )
     workers = raw.get("workers", defaults.DEFAULT_WORKERS)
     _expect(
         isinstance(workers, int) and not isinstance(workers, bool) and workers > 0,
@@ -156,6 +169,7 @@ def _entry(raw: Any, where: str) -> PolicyEntry:
         workers=workers,
         params=params,
         source=raw.get("source", ""),
+        init_timeout_ms=init_timeout_ms,
     )
 
 

@@ -68,8 +68,14 @@ class PolicyRuntime:
         timeout_s: float,
         start_timeout_s: float,
         sync_wait_s: float = 0.0,
+        init_timeout_s: float | None = None,
+        quarantine_cooldown_s: float = defaults.QUARANTINE_COOLDOWN_S,
     ) -> None:
         self.entry = entry
+        #: ``InitPolicy`` (``get_policy`` in a worker, waiting for one included) gets this long.
+        self.init_timeout_s = init_timeout_s if init_timeout_s is not None else timeout_s
+        #: A quarantine ends after this long (0: never); see :meth:`_release`.
+        self.quarantine_cooldown_s = quarantine_cooldown_s
         #: How long a submitting thread polls for its call's reply (0: never, the driver reads).
         self.sync_wait_s = sync_wait_s
         self.spawner = spawner
@@ -79,6 +85,10 @@ class PolicyRuntime:
         self.ready = False
         self.reason = "starting"
         self.quarantined = False
+        #: Times quarantined; until ``_probation_until`` one crash quarantines again.
+        self.quarantines = 0
+        self._probation_until = 0.0
+        self._release_timer: threading.Timer | None = None
         self.python_version = ""
         self.distributions: dict[str, str] = {}
         self.mode: dict[str, str] = {}
@@ -101,19 +111,83 @@ class PolicyRuntime:
             while self._crashes and now - self._crashes[0] > defaults.QUARANTINE_WINDOW_S:
                 self._crashes.popleft()
             n = len(self._crashes)
-            if n >= defaults.QUARANTINE_CRASHES and not self.quarantined:
-                self.quarantined = True
-                self.ready = False
-                self.reason = (
+            if self.quarantined:
+                return None
+            if now < self._probation_until:
+                self._quarantine_locked(f"quarantined again: crashed on probation ({why})")
+                return None
+            if n >= defaults.QUARANTINE_CRASHES:
+                self._quarantine_locked(
                     f"quarantined after {n} worker crashes in "
                     f"{defaults.QUARANTINE_WINDOW_S:.0f}s (last: {why})"
                 )
-                self._cond.notify_all()
-                log.error("policy %s %s", self.entry.key, self.reason)
-                return None
-            if self.quarantined:
                 return None
         return min(defaults.RESPAWN_BACKOFF_S * (2 ** (n - 1)), defaults.RESPAWN_BACKOFF_MAX_S)
+
+    def _quarantine_locked(self, reason: str) -> None:
+        """Quarantine the policy (``_lock`` held) and schedule its release on probation."""
+        self.quarantined = True
+        self.ready = False
+        self.quarantines += 1
+        self._probation_until = 0.0
+        cooldown = self.quarantine_cooldown_s
+        self.reason = reason + (
+            f"; released on probation after {cooldown:g}s" if cooldown > 0 else ""
+        )
+        self._cond.notify_all()
+        log.error("policy %s %s", self.entry.key, self.reason)
+        if cooldown > 0 and not self.stopping:
+            timer = threading.Timer(cooldown, self._release)
+            timer.name = f"release-{self.entry.name}"
+            timer.daemon = True
+            self._release_timer = timer
+            timer.start()
+
+    def _release(self) -> None:
+        """The cool-down is over: serve again, on probation for one quarantine window."""
+        with self._cond:
+            if not self.quarantined or self.stopping:
+                return
+            self.quarantined = False
+            self.ready = True
+            self._crashes.clear()
+            self._probation_until = time.monotonic() + defaults.QUARANTINE_WINDOW_S
+            self.reason = ""
+            self._release_timer = None
+            self._cond.notify_all()
+        log.warning(
+            "policy %s released from quarantine after %gs: on probation for %gs (the next "
+            "crash quarantines it again)",
+            self.entry.key,
+            self.quarantine_cooldown_s,
+            defaults.QUARANTINE_WINDOW_S,
+        )
+        self._restart_after_quarantine()
+
+    def _restart_after_quarantine(self) -> None:
+        """Start what the runtime keeps running (a pool's workers); per-call keeps nothing."""
+
+    @property
+    def probation(self) -> bool:
+        """Released from quarantine recently: one crash quarantines it again."""
+        return not self.quarantined and time.monotonic() < self._probation_until
+
+    def status_reason(self) -> str:
+        """The reason for ``HealthCheck``: why not ready, or that it is on probation."""
+        if self.probation:
+            left = self._probation_until - time.monotonic()
+            return (
+                f"on probation for {left:.0f}s more: released from quarantine "
+                f"(quarantined {self.quarantines}x); the next crash quarantines it again"
+            )
+        return self.reason
+
+    def cancel_release(self) -> None:
+        """Stopping: no release any more."""
+        with self._cond:
+            timer, self._release_timer = self._release_timer, None
+        if timer is not None:
+            timer.cancel()
 
     def _unusable(self) -> PolicyUnavailable | None:
         if self.quarantined:

@@ -10,10 +10,11 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
+from types import FrameType, SimpleNamespace
+from typing import Any
 
 import grpc
 
@@ -68,11 +69,34 @@ def _remove(path: str | None) -> None:
             os.unlink(path)
 
 
+def _on_pool(method: Callable[..., Any], pool: ThreadPoolExecutor) -> Callable[..., Any]:
+    """``method`` as a gRPC behaviour that grpcio runs on ``pool`` (its per-method
+    ``experimental_thread_pool``), keeping ``experimental_non_blocking`` if it has it."""
+
+    def behavior(*args: Any) -> Any:
+        return method(*args)
+
+    behavior.experimental_thread_pool = pool  # type: ignore[attr-defined]
+    if getattr(method, "experimental_non_blocking", False):
+        behavior.experimental_non_blocking = True  # type: ignore[attr-defined]
+    return behavior
+
+
 class ExecutorServer:
-    """The gRPC server, the engine and the shutdown sequence."""
+    """The gRPC server, the engine and the shutdown sequence.
+
+    Threads: grpc's sync server runs every RPC on a thread of a pool, and an ``ExecuteStream``
+    keeps its thread for as long as it is open (it reads the stream; see ``service.py``). So
+    each kind of RPC gets a pool of its own: streams one that grows to ``MAX_STREAMS`` threads
+    (a parked thread per open stream, created when needed), ``HealthCheck`` one and
+    ``InitPolicy``/``DestroyPolicy`` one. No number of open streams delays a control RPC, and a
+    hanging ``InitPolicy`` never delays ``HealthCheck``.
+    """
 
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg
+        # A ready file left by an executor that was killed must not announce this one.
+        _remove(cfg.ready_file)
         try:
             entries = load_registry(cfg.registry)
         except RegistryError as exc:
@@ -92,19 +116,35 @@ class ExecutorServer:
                 start_timeout_s=cfg.start_timeout_s,
                 shutdown_grace_s=cfg.shutdown_grace_s,
                 sync_wait_s=cfg.sync_wait_us / 1e6,
+                max_message_bytes=cfg.max_message_bytes,
+                quarantine_cooldown_s=cfg.quarantine_cooldown_s,
             ),
             on_spawn=self.placement.release,
         )
         self.service = ExecutorService(self.engine)
+        self._pools = {
+            "stream": ThreadPoolExecutor(defaults.MAX_STREAMS, thread_name_prefix="grpc-stream"),
+            "health": ThreadPoolExecutor(defaults.HEALTH_THREADS, thread_name_prefix="grpc-health"),
+            "control": ThreadPoolExecutor(
+                defaults.CONTROL_THREADS, thread_name_prefix="grpc-control"
+            ),
+        }
         self.server = grpc.server(
-            ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
+            self._pools["control"],
             options=[
-                ("grpc.max_send_message_length", defaults.MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", defaults.MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", cfg.max_message_bytes),
+                ("grpc.max_receive_message_length", cfg.max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
         )
-        pb_grpc.add_PythonExecutorServiceServicer_to_server(self.service, self.server)
+        service = self.service
+        routed = SimpleNamespace(
+            ExecuteStream=_on_pool(service.ExecuteStream, self._pools["stream"]),
+            HealthCheck=_on_pool(service.HealthCheck, self._pools["health"]),
+            InitPolicy=_on_pool(service.InitPolicy, self._pools["control"]),
+            DestroyPolicy=_on_pool(service.DestroyPolicy, self._pools["control"]),
+        )
+        pb_grpc.add_PythonExecutorServiceServicer_to_server(routed, self.server)
         self.address = ""
         self.stopped = threading.Event()
         self._start_thread: threading.Thread | None = None
@@ -159,27 +199,48 @@ class ExecutorServer:
             log.error("executor not ready: %s", self.engine.not_ready_reason())
 
     def shutdown(self) -> None:
-        """Stop accepting, drain in-flight calls (up to the grace period), stop workers."""
-        grace = self.cfg.shutdown_grace_s
-        log.info("shutting down (grace %.1fs)", grace)
+        """Stop accepting, drain in-flight calls, stop workers: all within ``--shutdown-grace``.
+
+        The drain ends early when every call still running has nobody waiting for its answer
+        (its stream ended or it was cancelled, e.g. because the policy engine stopped first).
+        """
+        budget = self.cfg.shutdown_grace_s
+        started = time.monotonic()
+        end = started + budget
+        drain_end = end - min(defaults.SHUTDOWN_STOP_RESERVE_S, budget / 2)
+        log.info(
+            "shutting down: in-flight calls get %.1fs, the whole shutdown %.1fs",
+            drain_end - started,
+            budget,
+        )
         _remove(self.cfg.ready_file)
         with self.engine._lock:
             self.engine.draining = True
-        stopped = self.server.stop(grace + 1.0)
-        if not self.engine.wait_idle(grace):
-            log.warning("in-flight calls still running after %.1fs; stopping anyway", grace)
+        stopped = self.server.stop(budget)
+        while not self.engine.wait_idle(min(0.05, max(drain_end - time.monotonic(), 0))):
+            if not self.service.awaited_calls():
+                log.info("calls still running have nobody waiting for them: not waiting")
+                break
+            if time.monotonic() >= drain_end:
+                log.warning(
+                    "in-flight calls still running after %.1fs; stopping anyway",
+                    drain_end - started,
+                )
+                break
         self.service.close_streams()
-        stopped.wait(grace + 2.0)
-        self.engine.stop(timeout=2.0)
+        stopped.wait(max(min(0.5, end - time.monotonic()), 0.05))
+        self.engine.stop(timeout=max(min(1.0, end - time.monotonic() - 0.3), 0.1))
         if self._start_thread is not None:
-            self._start_thread.join(5.0)
+            self._start_thread.join(max(end - time.monotonic(), 0.1))
         self.service.shutdown()
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
         self.placement.stop()
         _remove(self.cfg.socket_path)
         left = self.engine.live_pids()
         if left:
             log.error("worker processes still alive after shutdown: %s", left)
-        log.info("executor stopped")
+        log.info("executor stopped in %.1fs", time.monotonic() - started)
         self.stopped.set()
 
 
@@ -207,7 +268,12 @@ def run(cfg: ExecutorConfig) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gateway_executor``."""
+    """``python -m gateway_executor``.
+
+    After a shutdown the process ends at once (``os._exit``): everything was stopped in order
+    within the shutdown budget, and a thread still blocked somewhere (a gRPC handler, a
+    policy's ``close``) must not hold the exit past it.
+    """
     try:
         cfg = parse_config(argv)
     except ConfigError as exc:
@@ -217,4 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     code = run(cfg)
     log.debug("ran for %.1fs", time.monotonic() - started)
-    return code
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -231,6 +231,13 @@ class StreamSession:
             self._queue.put(_END)
         self._service.unregister(self)
 
+    def awaited(self) -> int:
+        """Calls in flight whose response someone still waits for (not cancelled, stream open)."""
+        with self._lock:
+            if self._closed:
+                return 0
+            return sum(1 for state in self._inflight.values() if not state.cancelled)
+
     def close(self) -> None:
         """Server shutdown (after the drain): cancel what still runs and end the stream."""
         with self._lock:
@@ -272,6 +279,12 @@ class ExecutorService(pb_grpc.PythonExecutorServiceServicer):
         """Forget a finished stream."""
         with self._lock:
             self._sessions.discard(session)
+
+    def awaited_calls(self) -> int:
+        """Calls in flight on open streams that were not cancelled (shutdown drains those)."""
+        with self._lock:
+            sessions = list(self._sessions)
+        return sum(session.awaited() for session in sessions)
 
     def close_streams(self) -> None:
         """End every open stream (shutdown, after in-flight calls drained)."""

@@ -88,6 +88,12 @@ def dict_to_struct(data: dict[str, Any], out: struct_pb2.Struct | None = None) -
     return struct
 
 
+def as_init_params(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as ``InitPolicy`` delivers params (through a protobuf Struct: every number a
+    float), so that a start-up check with registry params sees the same value shapes."""
+    return struct_to_dict(dict_to_struct(data))
+
+
 def _latin1(data: bytes) -> str:
     return data.decode("latin-1")
 

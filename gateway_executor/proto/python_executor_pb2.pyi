@@ -879,19 +879,21 @@ class HealthCheckRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HealthCheckResponse(_message.Message):
-    __slots__ = ("ready", "loaded_policies", "reason", "policies")
+    __slots__ = ("ready", "loaded_policies", "reason", "policies", "protections_off")
     READY_FIELD_NUMBER: _ClassVar[int]
     LOADED_POLICIES_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
+    PROTECTIONS_OFF_FIELD_NUMBER: _ClassVar[int]
     ready: bool
     loaded_policies: int
     reason: str
     policies: _containers.RepeatedCompositeFieldContainer[PolicyStatus]
-    def __init__(self, ready: _Optional[bool] = ..., loaded_policies: _Optional[int] = ..., reason: _Optional[str] = ..., policies: _Optional[_Iterable[_Union[PolicyStatus, _Mapping]]] = ...) -> None: ...
+    protections_off: _containers.RepeatedCompositeFieldContainer[ProtectionOff]
+    def __init__(self, ready: _Optional[bool] = ..., loaded_policies: _Optional[int] = ..., reason: _Optional[str] = ..., policies: _Optional[_Iterable[_Union[PolicyStatus, _Mapping]]] = ..., protections_off: _Optional[_Iterable[_Union[ProtectionOff, _Mapping]]] = ...) -> None: ...
 
 class PolicyStatus(_message.Message):
-    __slots__ = ("name", "version", "ready", "python_version", "reason", "quarantined", "isolation", "workers", "distributions")
+    __slots__ = ("name", "version", "ready", "python_version", "reason", "quarantined", "isolation", "workers", "distributions", "probation", "quarantines")
     class DistributionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -908,6 +910,8 @@ class PolicyStatus(_message.Message):
     ISOLATION_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     DISTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    PROBATION_FIELD_NUMBER: _ClassVar[int]
+    QUARANTINES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     ready: bool
@@ -917,4 +921,16 @@ class PolicyStatus(_message.Message):
     isolation: str
     workers: int
     distributions: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., ready: _Optional[bool] = ..., python_version: _Optional[str] = ..., reason: _Optional[str] = ..., quarantined: _Optional[bool] = ..., isolation: _Optional[str] = ..., workers: _Optional[int] = ..., distributions: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    probation: bool
+    quarantines: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., ready: _Optional[bool] = ..., python_version: _Optional[str] = ..., reason: _Optional[str] = ..., quarantined: _Optional[bool] = ..., isolation: _Optional[str] = ..., workers: _Optional[int] = ..., distributions: _Optional[_Mapping[str, str]] = ..., probation: _Optional[bool] = ..., quarantines: _Optional[int] = ...) -> None: ...
+
+class ProtectionOff(_message.Message):
+    __slots__ = ("name", "detail", "policy")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    detail: str
+    policy: str
+    def __init__(self, name: _Optional[str] = ..., detail: _Optional[str] = ..., policy: _Optional[str] = ...) -> None: ...

@@ -111,3 +111,48 @@ def test_invalid_sync_wait_us_is_an_error_naming_the_source(raw: str, source: st
     assert message.startswith(f"{name}: expected an integer number of microseconds"), message
     assert "from 0 to 100000" in message and repr(raw) in message, message
     assert "\n" not in message
+
+
+def test_limits_cooldown_and_grace_from_flags_or_environment() -> None:
+    cfg = parse_config([], env={})
+    assert cfg.max_message_bytes == defaults.MAX_MESSAGE_BYTES == 50 * 1024 * 1024
+    assert cfg.quarantine_cooldown_s == defaults.QUARANTINE_COOLDOWN_S
+    assert cfg.shutdown_grace_s == defaults.SHUTDOWN_GRACE_S
+    env = {
+        defaults.ENV_MAX_MESSAGE_BYTES: "65536",
+        defaults.ENV_QUARANTINE_COOLDOWN: "0",
+        defaults.ENV_SHUTDOWN_GRACE: "4.5",
+    }
+    cfg = parse_config([], env=env)
+    assert (cfg.max_message_bytes, cfg.quarantine_cooldown_s, cfg.shutdown_grace_s) == (
+        65536,
+        0.0,
+        4.5,
+    )
+    cfg = parse_config(
+        ["--max-message-bytes", "8192", "--quarantine-cooldown", "2.5", "--shutdown-grace", "3"],
+        env=env,
+    )
+    assert (cfg.max_message_bytes, cfg.quarantine_cooldown_s, cfg.shutdown_grace_s) == (
+        8192,
+        2.5,
+        3.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--max-message-bytes", "50MiB"], {}, "--max-message-bytes: expected a number of bytes"),
+        (["--max-message-bytes", "100"], {}, "--max-message-bytes: expected a number of bytes"),
+        ([], {defaults.ENV_MAX_MESSAGE_BYTES: str(2**31)}, defaults.ENV_MAX_MESSAGE_BYTES),
+        (["--quarantine-cooldown", "-1"], {}, "--quarantine-cooldown: expected a number"),
+        ([], {defaults.ENV_QUARANTINE_COOLDOWN: "inf"}, defaults.ENV_QUARANTINE_COOLDOWN),
+        ([], {defaults.ENV_SHUTDOWN_GRACE: "0"}, defaults.ENV_SHUTDOWN_GRACE),
+    ],
+)
+def test_invalid_limits_are_errors_naming_the_source(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(argv, env=env)

@@ -86,7 +86,12 @@ def test_extensions_use_numbers_of_100_and_up() -> None:
         "isolation",
         "workers",
         "distributions",
+        "probation",
+        "quarantines",
     }
+    assert all(status.fields_by_name[n].number >= 100 for n in ("probation", "quarantines"))
+    note = pb.DESCRIPTOR.message_types_by_name["ProtectionOff"]
+    assert set(note.fields_by_name) == {"name", "detail", "policy"}
 
 
 def test_wrapper_types_tell_unset_from_empty() -> None:

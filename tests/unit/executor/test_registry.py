@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from gateway_executor import defaults
-from gateway_executor.registry import RegistryError, load_registry, parse_registry
+from gateway_executor.registry import (
+    RegistryError,
+    load_registry,
+    parse_registry,
+    registry_document,
+)
 
 
 def entry(**over: Any) -> dict[str, Any]:
@@ -52,6 +57,14 @@ def test_optional_fields_default() -> None:
     assert e.timeout_ms == int(defaults.DEFAULT_TIMEOUT_S * 1000) and e.sys_path == ()
 
 
+def test_init_timeout_defaults_to_the_call_timeout() -> None:
+    [e] = parse_registry(doc(entry(timeout_ms=1500)))
+    assert e.init_timeout_ms == 1500
+    [e] = parse_registry(doc(entry(timeout_ms=1500, init_timeout_ms=9000)))
+    assert (e.timeout_ms, e.init_timeout_ms) == (1500, 9000)
+    assert registry_document([e])["policies"][0]["init_timeout_ms"] == 9000
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -63,6 +76,8 @@ def test_optional_fields_default() -> None:
         (doc(entry(timeout_ms=0)), "policies[0].timeout_ms: expected a positive integer"),
         (doc(entry(timeout_ms=True)), "policies[0].timeout_ms"),
         (doc(entry(workers="2")), "policies[0].workers"),
+        (doc(entry(init_timeout_ms=0)), "policies[0].init_timeout_ms: expected a positive"),
+        (doc(entry(init_timeout_ms=2.5)), "policies[0].init_timeout_ms"),
         (doc(entry(module="")), "policies[0].module: expected a non-empty string"),
         (doc(entry(sys_path="/x")), "policies[0].sys_path: expected a list of strings"),
         (doc(entry(params=[])), "policies[0].params: expected an object"),
