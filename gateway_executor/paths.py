@@ -19,6 +19,13 @@ SOCKET_DIR: Final = "/var/run/api-platform"
 PYTHON_EXECUTOR_SOCKET: Final = f"{SOCKET_DIR}/python-executor.sock"
 PYTHON_EXECUTOR_READY_FILE: Final = f"{SOCKET_DIR}/python-executor.ready"
 POLICY_ENGINE_SOCKET: Final = f"{SOCKET_DIR}/policy-engine.sock"
+#: Each policy's home (its workers' HOME and TMPDIR): owned by the policy's uid, mode 0700.
+POLICY_HOMES_DIR: Final = "/var/lib/gateway-policies"
+#: util-linux ``setpriv`` with the file capabilities CAP_SETUID, CAP_SETGID and CAP_KILL
+#: (permitted only), executable by the runtime group alone: the entrypoint starts the executor
+#: through it with those three as ambient capabilities, so the executor can run each policy's
+#: workers under the policy's own uid.
+EXECUTOR_LAUNCHER: Final = "/usr/libexec/gateway-runtime/setpriv-caps"
 
 
 def venv_dir(policy: str) -> str:
@@ -29,3 +36,8 @@ def venv_dir(policy: str) -> str:
 def policy_dir(policy: str) -> str:
     """Where a policy's source tree lives in the image."""
     return f"{POLICIES_DIR}/{policy}"
+
+
+def policy_home(policy: str) -> str:
+    """A policy's private home and temp directory in the image."""
+    return f"{POLICY_HOMES_DIR}/{policy}"

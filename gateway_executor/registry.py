@@ -9,6 +9,7 @@ newline, no timestamps), so identical plans give identical bytes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,10 @@ from gateway_executor import defaults
 
 FAILURE_MODES = ("fail", "skip")
 ISOLATIONS = ("worker", "per-call")
+#: An environment variable name a policy may be given (``env:`` allow-list).
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Set by the executor for every worker; never taken from the container.
+RESERVED_ENV = ("HOME", "PATH", "TMPDIR")
 
 
 class RegistryError(ValueError):
@@ -40,6 +45,14 @@ class PolicyEntry:
     workers: int = defaults.DEFAULT_WORKERS
     params: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    #: The uid and gid the policy's workers run under (allocated at build time; the image has a
+    #: user and group for them). None: the executor's own.
+    uid: int | None = None
+    gid: int | None = None
+    #: Names of the container's environment variables the workers get (nothing else passes).
+    env: tuple[str, ...] = ()
+    #: The workers' HOME and TMPDIR, private to ``uid`` ("": the executor makes one).
+    home: str = ""
     #: ``InitPolicy`` timeout (``get_policy``); None: the same as ``timeout_ms``.
     init_timeout_ms: int | None = None
 
@@ -70,6 +83,10 @@ def entry_to_dict(entry: PolicyEntry) -> dict[str, Any]:
         "workers": entry.workers,
         "params": entry.params,
         "source": entry.source,
+        "uid": entry.uid,
+        "gid": entry.gid,
+        "env": list(entry.env),
+        "home": entry.home,
     }
 
 
@@ -109,6 +126,10 @@ def _entry(raw: Any, where: str) -> PolicyEntry:
         "workers",
         "params",
         "source",
+        "uid",
+        "gid",
+        "env",
+        "home",
     }
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -154,8 +175,30 @@ def _entry(raw: Any, where: str) -> PolicyEntry:
     )
     params = raw.get("params", {})
     _expect(isinstance(params, dict), f"{where}.params", "an object", params)
-    for key in ("python_version", "source"):
+    for key in ("python_version", "source", "home"):
         _expect(isinstance(raw.get(key, ""), str), f"{where}.{key}", "a string", raw.get(key))
+    ids: dict[str, int | None] = {}
+    for key in ("uid", "gid"):
+        value = raw.get(key)
+        _expect(
+            value is None
+            or (isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31),
+            f"{where}.{key}",
+            "null or a positive integer (never root)",
+            value,
+        )
+        ids[key] = value
+    _expect(
+        (ids["uid"] is None) == (ids["gid"] is None), f"{where}.gid", "set together with uid", ids
+    )
+    env = raw.get("env", [])
+    _expect(
+        isinstance(env, list)
+        and all(isinstance(n, str) and ENV_NAME.match(n) and n not in RESERVED_ENV for n in env),
+        f"{where}.env",
+        f"a list of environment variable names (not {', '.join(RESERVED_ENV)})",
+        env,
+    )
     return PolicyEntry(
         name=raw["name"],
         version=raw["version"],
@@ -169,6 +212,10 @@ def _entry(raw: Any, where: str) -> PolicyEntry:
         workers=workers,
         params=params,
         source=raw.get("source", ""),
+        uid=ids["uid"],
+        gid=ids["gid"],
+        env=tuple(env),
+        home=raw.get("home", ""),
         init_timeout_ms=init_timeout_ms,
     )
 
