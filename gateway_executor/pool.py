@@ -40,6 +40,7 @@ from gateway_executor.worker import (
     WorkerProcess,
     WorkerProtocolError,
     WorkerTimeout,
+    check_seq,
 )
 
 
@@ -103,10 +104,15 @@ class WorkerPool(PolicyRuntime):
                 workers.append(WorkerProcess.spawn(self.entry, self.spawner))
         deadline = time.monotonic() + self.start_timeout_s
         # Send every start frame first so the processes import in parallel.
+        seqs = []
         for i, w in enumerate(workers):
-            w.send(w.start_message(check=i == 0, report=i == 0))
+            msg = w.start_message(check=i == 0, report=i == 0)
+            msg["seq"] = w.next_seq()
+            seqs.append(msg["seq"])
+            w.send(msg)
         for i, w in enumerate(workers):
             reply = w.receive(max(deadline - time.monotonic(), 0.001))
+            check_seq(reply, seqs[i])
             w.note_start(reply)
             if not reply.get("ok"):
                 self.reason = start_failure(reply)
@@ -182,10 +188,11 @@ class WorkerPool(PolicyRuntime):
         return was != "driver"
 
     def _assign_locked(self, w: WorkerProcess, job: Job) -> bool:
-        """Make ``job`` the worker's current one (filling in per-worker fields)."""
+        """Make ``job`` the worker's current one (filling in per-worker fields). Every frame
+        gets a fresh sequence number, which its reply must carry."""
         msg = job.msg
+        seq = w.next_seq()
         if msg["op"] == "call":
-            seq = w.next_seq()
             if job.state is not None and not job.state.attach(w, seq):
                 return False
             msg["seq"] = seq
@@ -193,6 +200,10 @@ class WorkerPool(PolicyRuntime):
                 msg["init"] = job.init
             if w.pending_drop:
                 msg["drop"], w.pending_drop = w.pending_drop, []
+        else:
+            msg["seq"] = seq
+            if msg["op"] == "exit":
+                w.leaving = True
         w.job = job
         self._watchdog.note_locked(job.deadline)
         return True
@@ -275,6 +286,13 @@ class WorkerPool(PolicyRuntime):
         """
         skipped: list[Job] = []
         with self._lock:
+            if error is None and reply is not None and w.job is not None:
+                # A reply to another request (a frame the policy wrote itself, or the real
+                # reply after such a frame) is never delivered: the worker is killed.
+                try:
+                    check_seq(reply, w.job.msg.get("seq"))
+                except WorkerProtocolError as exc:
+                    error, reply = exc, None
             job, action, nxt, wake = self._settle_locked(w, reply, error, sync, skipped)
             if error is None and job is None:
                 error = WorkerProtocolError("reply without a request")
@@ -374,15 +392,14 @@ class WorkerPool(PolicyRuntime):
                 )
             else:
                 how = "died while idle" if job is None else str(error)
-                log.warning(
-                    "policy %s: worker pid %d crashed: %s (%s)",
-                    self.entry.key,
-                    w.pid,
-                    how,
-                    w.exit_description(),
-                )
+                ended = w.exit_description()
+                if ended not in how:
+                    how = f"{how} ({ended})"
+                log.warning("policy %s: worker pid %d crashed: %s", self.entry.key, w.pid, how)
         if replace:
-            why = w.doomed or f"{error} ({w.exit_description()})"
+            why = w.doomed or str(error)
+            if not w.doomed and w.exit_description() not in why:
+                why = f"{why} ({w.exit_description()})"
             threading.Thread(
                 target=self._replace,
                 args=(not w.doomed, why),
@@ -555,20 +572,21 @@ class WorkerPool(PolicyRuntime):
             # Busy workers finish their call first (the service drains calls before this).
             while any(w.job is not None for w in self._all) and time.monotonic() < end:
                 self._cond.wait(0.05)
-            leaving: list[tuple[WorkerProcess, bool]] = []
+            leaving: list[tuple[WorkerProcess, Job, bool]] = []
             busy: list[WorkerProcess] = []
             for w in self._all:
                 if w.job is None:
-                    w.job = Job({"op": "exit"}, end, ignore_outcome)
-                    leaving.append((w, self._to_driver_locked(w)))
+                    job = Job({"op": "exit"}, end, ignore_outcome)
+                    self._assign_locked(w, job)
+                    leaving.append((w, job, self._to_driver_locked(w)))
                 else:
                     busy.append(w)
             self._idle.clear()
         for w in busy:
             w.kill()
         # ``exit`` lets each shim close() its instances; its driver reaps it.
-        for w, wake in leaving:
-            w.write(encode({"op": "exit"}))
+        for w, job, wake in leaving:
+            w.write(encode(job.msg))
             if wake:
                 w.wake_driver()
         grace = time.monotonic() + max(min(1.0, end - time.monotonic()), 0.1)

@@ -12,14 +12,15 @@ threads would kill workers at random.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
-import queue
 import select
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from gateway_executor import framing
+from gateway_executor import framing, procs
+from gateway_executor.containment import Launch
 from gateway_executor.framing import FrameError, FrameReader, encode
 from gateway_executor.registry import PolicyEntry
 
@@ -49,7 +51,7 @@ class WorkerTimeout(WorkerError):
 
 
 class WorkerProtocolError(WorkerError):
-    """The worker sent something that is not a valid frame."""
+    """The worker sent something that is not a valid frame, or a reply to another request."""
 
 
 def decode(body: bytes) -> dict[str, Any]:
@@ -64,39 +66,188 @@ def decode(body: bytes) -> dict[str, Any]:
 
 
 class Spawner:
-    """Starts every worker process from one dedicated, long-lived thread."""
+    """Starts every worker process from one long-lived thread, watches them end, and kills
+    whatever they leave behind.
 
-    def __init__(self, on_spawn: Callable[[int], None] | None = None) -> None:
+    The thread (``worker-spawner``) owns the processes' life: it starts them (Linux delivers
+    ``PR_SET_PDEATHSIG`` when the *thread* that forked a child exits, so it must outlive them),
+    waits on a pidfd per process, and when a worker process ends on its own, kills its process
+    tree and shuts its socket down, so a call never waits for a child that inherited the socket:
+    a worker that forks and exits is a crash at once. Where this process is a child subreaper
+    (``procs.set_subreaper``, the executor's entry point sets it), processes orphaned below a
+    worker come to us; the thread kills them at once and reaps them, every
+    :data:`SWEEP_S` seconds and after every worker death.
+    """
+
+    #: How often a subreaper looks for orphans (processes whose parent, a worker or one of its
+    #: children, exited) and for workers ending where pidfds are missing.
+    SWEEP_S = 1.0
+
+    def __init__(
+        self, on_spawn: Callable[[int], None] | None = None, launch: Launch | None = None
+    ) -> None:
         #: Called with each new process's pid on the spawner thread, right after it started.
         self.on_spawn = on_spawn
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        #: How workers start: uid/gid, environment, home, CPUs (``containment.setup``).
+        self.launch = launch if launch is not None else Launch()
+        #: Orphans of our workers are re-parented to this process: sweep them.
+        self.adopts = procs.is_subreaper()
+        #: Guards :attr:`_live`; held while a process starts, so a sweep never takes a child
+        #: that is being started for an orphan.
+        self._lock = threading.Lock()
+        self._live: dict[int, WorkerProcess] = {}
+        self._jobs: collections.deque[tuple[Callable[[], Any], Future[Any]]] = collections.deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._poller = select.poll()
+        self._poller.register(self._wake_r, select.POLLIN)
+        #: pidfd -> its worker (only the spawner thread touches these).
+        self._pidfds: dict[int, WorkerProcess] = {}
+        #: Workers watched by polling where pidfds are missing.
+        self._unwatched: set[WorkerProcess] = set()
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="worker-spawner", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        next_sweep = time.monotonic() + self.SWEEP_S
         while True:
-            job = self._jobs.get()
-            if job is None:
+            periodic = self.adopts or self._unwatched
+            timeout = max(next_sweep - time.monotonic(), 0) * 1000 if periodic else None
+            for fd, _ in self._poller.poll(timeout):
+                if fd == self._wake_r:
+                    with contextlib.suppress(OSError):
+                        os.read(self._wake_r, 4096)
+                    continue
+                w = self._pidfds.pop(fd, None)
+                self._poller.unregister(fd)
+                os.close(fd)
+                if w is not None:
+                    self._ended(w)
+            while self._jobs:
+                fn, fut = self._jobs.popleft()
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                try:
+                    fut.set_result(fn())
+                except BaseException as exc:  # handed to the caller
+                    fut.set_exception(exc)
+            if self._stopping and not self._jobs:
                 return
-            fn, fut = job
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:  # handed to the caller
-                fut.set_exception(exc)
+            if periodic and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.SWEEP_S
+                for w in list(self._unwatched):
+                    if _exited(w.pid):
+                        self._unwatched.discard(w)
+                        self._ended(w)
+                if self.adopts:
+                    self.sweep()
+
+    def _ended(self, w: WorkerProcess) -> None:
+        """``w``'s process ended. Unless the pool stopped or killed it (and cleans up itself),
+        kill what it left and wake whoever reads its socket: its call fails now, as a crash."""
+        w.gone = True
+        if w.dead or w.leaving:
+            return
+        self.kill_tree(w)
+        w.hang_up()
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the spawner thread and return its result."""
         fut: Future[Any] = Future()
-        self._jobs.put((fn, fut))
+        self._jobs.append((fn, fut))
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\0")
         return fut.result()
 
+    def start(self, entry: PolicyEntry, control: bool) -> WorkerProcess:
+        """Spawner thread: start one worker process and watch it."""
+        with self._lock:
+            w = WorkerProcess._spawn(entry, control, self)
+            self._live[w.pid] = w
+        try:
+            pidfd = os.pidfd_open(w.pid)
+        except (AttributeError, OSError):
+            self._unwatched.add(w)
+        else:
+            self._pidfds[pidfd] = w
+            self._poller.register(pidfd, select.POLLIN)
+        return w
+
+    def released(self, w: WorkerProcess) -> None:
+        """``w`` was reaped: it is no longer ours (its pid may be reused)."""
+        with self._lock:
+            if self._live.get(w.pid) is w:
+                del self._live[w.pid]
+
+    def _orphans(self, snapshot: dict[int, procs.Proc]) -> set[int]:
+        """Our children that are not workers: orphans re-parented to us (lock held)."""
+        me = os.getpid()
+        return {p.pid for p in snapshot.values() if p.ppid == me and p.pid not in self._live}
+
+    def kill_tree(self, w: WorkerProcess) -> int:
+        """Freeze and kill ``w``'s process, everything in its session or process group, every
+        orphan, and everything below them; returns how many processes died."""
+        if not sys.platform.startswith("linux"):
+            with contextlib.suppress(ProcessLookupError):
+                w.proc.send_signal(signal.SIGKILL)
+            return 1
+        if not self.adopts:
+            return procs.kill_tree([w.pid], [w.pid])
+        with self._lock:
+            killed = procs.kill_tree([w.pid], [w.pid], self._orphans)
+            procs.reap(procs.children_of_self() - set(self._live))
+        if killed > 1:
+            log.warning(
+                "policy %s: killed %d processes of worker pid %d", w.entry.key, killed, w.pid
+            )
+        return killed
+
+    def sweep(self) -> int:
+        """Kill and reap orphans (processes a worker's tree left behind); returns how many
+        were killed."""
+        if not self.adopts:
+            return 0
+        with self._lock:
+            kids = procs.children_of_self() - set(self._live)
+            if not kids:
+                return 0
+            killed = procs.kill_tree(kids, (), self._orphans)
+            procs.reap(kids)
+        if killed:
+            log.warning("killed %d orphaned policy processes", killed)
+        return killed
+
+    def kill_all(self) -> int:
+        """Kill every process of ours: live workers (some may still be leaving), everything
+        in their sessions and process groups, orphans, and everything below them."""
+        if not sys.platform.startswith("linux"):
+            return 0
+        with self._lock:
+            pids = set(self._live)
+            killed = procs.kill_tree(pids, pids, self._orphans if self.adopts else None)
+            if self.adopts:
+                procs.reap(procs.children_of_self() - pids)
+        return killed
+
     def stop(self) -> None:
-        """Let the spawner thread end (only after every worker is gone)."""
-        self._jobs.put(None)
+        """Let the spawner thread end (after the pools stopped their workers), killing every
+        process still left of them."""
+        self.call(self.kill_all)
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\0")
+        self._thread.join(5.0)
+
+
+def _exited(pid: int) -> bool:
+    """Whether child ``pid`` ended (without reaping it)."""
+    try:
+        res = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return res is not None
 
 
 class WorkerProcess:
@@ -108,8 +259,10 @@ class WorkerProcess:
         proc: subprocess.Popen[bytes],
         sock: socket.socket,
         control_w: int | None,
+        spawner: Spawner,
     ) -> None:
         self.entry = entry
+        self.spawner = spawner
         self.proc = proc
         self.pid = proc.pid
         self.sock = sock
@@ -134,6 +287,10 @@ class WorkerProcess:
         self.reader = "driver"
         #: Set once :meth:`park` saw the process end.
         self.exited = False
+        #: Set by the spawner thread once the process ended (whoever ended it).
+        self.gone = False
+        #: The pool asked it to exit (``exit``): its end is no crash, the pool cleans up.
+        self.leaving = False
         self._pidfd: int | None = None
         self._wake_r: int | None = None
         self._wake_w: int | None = None
@@ -149,7 +306,7 @@ class WorkerProcess:
         """Start a worker for ``entry`` (from the spawner thread)."""
 
         def start() -> WorkerProcess:
-            w = cls._spawn(entry, control)
+            w = spawner.start(entry, control)
             if spawner.on_spawn is not None:
                 spawner.on_spawn(w.pid)
             return w
@@ -157,7 +314,9 @@ class WorkerProcess:
         return spawner.call(start)
 
     @classmethod
-    def _spawn(cls, entry: PolicyEntry, control: bool) -> WorkerProcess:
+    def _spawn(cls, entry: PolicyEntry, control: bool, spawner: Spawner) -> WorkerProcess:
+        """Start the process (spawner thread). The worker leads its own session and process
+        group, so its children are found (and killed) with it."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ctrl_r = ctrl_w = None
         if control:
@@ -177,8 +336,17 @@ class WorkerProcess:
         if ctrl_r is not None:
             args += ["--control-fd", str(ctrl_r)]
             fds += (ctrl_r,)
+        launch = spawner.launch
         try:
-            proc = subprocess.Popen(args, pass_fds=fds, stdin=subprocess.DEVNULL, close_fds=True)
+            with launch.spawning():
+                proc = subprocess.Popen(
+                    args,
+                    pass_fds=fds,
+                    stdin=subprocess.DEVNULL,
+                    close_fds=True,
+                    start_new_session=True,
+                    **launch.popen_kwargs(entry),
+                )
         except OSError as exc:
             parent.close()
             for fd in (ctrl_r, ctrl_w):
@@ -189,7 +357,7 @@ class WorkerProcess:
             child.close()
         if ctrl_r is not None:
             os.close(ctrl_r)
-        return cls(entry, proc, parent, ctrl_w)
+        return cls(entry, proc, parent, ctrl_w, spawner)
 
     # ---- parking: the driver sleeps while a submitting thread reads -------------------------
     def enable_parking(self) -> bool:
@@ -280,9 +448,12 @@ class WorkerProcess:
         return self._seq
 
     def request(self, msg: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-        """Send one frame and wait for its reply."""
+        """Send one frame and wait for its reply (which must carry the request's ``seq``)."""
+        seq = msg.setdefault("seq", self.next_seq())
         self.send(msg)
-        return self.receive(timeout)
+        reply = self.receive(timeout)
+        check_seq(reply, seq)
+        return reply
 
     def send(self, msg: dict[str, Any]) -> None:
         """Send one frame (the reply is read with :meth:`receive`)."""
@@ -306,8 +477,16 @@ class WorkerProcess:
         """Block until the next reply frame (the socket is in blocking mode, no timeout)."""
         try:
             return self._read(self._frames)
+        except WorkerDied as exc:
+            raise self._died(exc) from exc
         except OSError as exc:
             raise WorkerDied(f"connection lost: {exc}") from exc
+
+    def _died(self, exc: WorkerDied) -> WorkerDied:
+        """Say how the process ended when that is why the socket closed."""
+        if self.gone and not self.dead:
+            return WorkerDied(f"worker process ended ({self.exit_description()})")
+        return exc
 
     def receive(self, timeout: float | None) -> dict[str, Any]:
         """Read one reply frame within ``timeout`` seconds."""
@@ -320,6 +499,8 @@ class WorkerProcess:
                 return self._read(self._frames)
             deadline = time.monotonic() + timeout
             return self._read(FrameReader(lambda size: self._recv_until(sock, deadline, size)))
+        except WorkerDied as exc:
+            raise self._died(exc) from exc
         except TimeoutError as exc:
             raise WorkerTimeout("no reply in time") from exc
         except OSError as exc:
@@ -384,34 +565,55 @@ class WorkerProcess:
         return reply
 
     def kill(self) -> None:
-        """SIGKILL the process and release its descriptors (idempotent).
-
-        A thread blocked reading this worker's socket wakes up (the socket is shut down first).
-        """
+        """SIGKILL the process and everything it started, release its descriptors
+        (idempotent). A thread blocked reading this worker's socket wakes up (the socket is
+        shut down first)."""
         if self.dead:
             return
         self.dead = True
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGKILL)
+        self.spawner.kill_tree(self)
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self._close_fds()
+        self._reap(5.0)
+
+    def hang_up(self) -> None:
+        """Shut the socket down (spawner thread, the process ended): a reader blocked on it
+        wakes up with EOF even while a child of the worker still holds the other end."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def _reap(self, timeout: float) -> None:
         try:
-            self.proc.wait(timeout=5)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
             log.error("worker pid %d did not die after SIGKILL", self.pid)
+            return
+        self.spawner.released(self)
+
+    def _after_exit(self) -> None:
+        """The process exited when asked: kill what it left (its process group at once,
+        orphans in the spawner's sweep) and forget it."""
+        self.dead = True
+        self._close_fds()
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)  # still ours: the zombie holds the pid
+        self._reap(1.0)
+        if self.spawner.adopts:
+            self.spawner.sweep()
 
     def stop(self, timeout: float) -> None:
         """Ask the worker to close its instances and exit; kill it if it does not."""
         if self.dead:
             return
+        self.leaving = True
         try:
             self.request({"op": "exit"}, timeout)
             self.proc.wait(timeout=timeout)
-            self.dead = True
-            self._close_fds()
         except (WorkerError, subprocess.TimeoutExpired):
             self.kill()
+            return
+        self._after_exit()
 
     def finish_exit(self, timeout: float) -> None:
         """The worker answered ``exit``: wait for it to end (kill it if it lingers)."""
@@ -420,8 +622,7 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             return
-        self.dead = True
-        self._close_fds()
+        self._after_exit()
 
     def _close_fds(self) -> None:
         with contextlib.suppress(OSError):
@@ -439,12 +640,22 @@ class WorkerProcess:
                 code = self.proc.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 return "still running"
+        self.spawner.released(self)
         if code < 0:
             try:
                 return f"killed by {signal.Signals(-code).name}"
             except ValueError:
                 return f"killed by signal {-code}"
         return f"exit code {code}"
+
+
+def check_seq(reply: dict[str, Any], seq: Any) -> None:
+    """A reply answers the request it follows: same ``seq``, or the worker is broken (or a
+    policy wrote a frame of its own on the socket)."""
+    if reply.get("seq") != seq:
+        raise WorkerProtocolError(
+            f"reply for request {reply.get('seq')!r} while waiting for request {seq!r}"
+        )
 
 
 def executable_exists(path: str) -> bool:
@@ -460,6 +671,7 @@ __all__ = [
     "WorkerProcess",
     "WorkerProtocolError",
     "WorkerTimeout",
+    "check_seq",
     "decode",
     "executable_exists",
 ]

@@ -559,7 +559,7 @@ def serve(sock: socket.socket, shim: Shim) -> int:
                 reply = {"ok": True}
             elif op == "exit":
                 shim.destroy(list(shim.instances))
-                send(encode_frame({"ok": True}))
+                send(encode_frame({"ok": True, "seq": msg.get("seq")}))
                 return 0
             else:
                 reply = {"ok": False, "error": f"unknown op {op!r}"}

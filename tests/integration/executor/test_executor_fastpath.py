@@ -59,6 +59,20 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def process_group(pgid: int) -> set[int]:
+    """Processes (zombies included) in process group ``pgid``."""
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid:
+                found.add(int(entry))
+    return found
+
+
 def shim_children() -> set[int]:
     """Live worker processes started by this test process (children running the shim)."""
     me = str(os.getpid())
@@ -415,32 +429,33 @@ def get_policy(metadata, params):
 """
 
 
-def test_a_worker_ending_while_the_fast_path_reads_its_reply_is_replaced(
+def test_a_worker_that_forks_and_exits_during_a_fast_path_call_is_a_crash(
     serve: Callable[..., Served], tmp_path: Path
 ) -> None:
-    """The driver saw the pidfd while ``reader == "sync"`` and then sleeps until woken; the fast
-    path, returning the worker to idle after a good reply, must wake it, or the dead worker stays
-    in the pool (and the next call on it fails)."""
+    """The worker process ends while the reader polls for its reply and a forked child still
+    holds the socket (it would reply 0.3 s later): the end is seen by pid, the child is killed
+    with the worker's process group, the call fails as a crash (counted) instead of getting
+    the child's reply, and the worker is replaced."""
     src = tmp_path / "handoff-policy"
     src.mkdir()
     (src / "handoff_policy.py").write_text(HANDOFF_POLICY)
-    # A fast-path wait longer than the policy's 0.3 s, so the reader gets the late reply.
+    # A fast-path wait longer than the child's 0.3 s, so the reader would get its late reply.
     s = serve(Settings(sync_wait_s=2.0), workers=1, module="handoff_policy", sys_path=[str(src)])
     s.make_idle()
     s.wait_parked()
     [victim] = s.pids()
-    before = s.fast_path_calls()
-    child = int(s.echo("/die-then-reply")["x-pid"])  # the forked child wrote the reply
-    assert child != victim
-    assert s.fast_path_calls() == before + 1  # answered by the reader, on the fast path
-    # Its driver saw the process end while the reader waited (unless it is replaced already).
-    assert all(w.exited for w in s.workers() if w.pid == victim)
+    crashes = s.pool.stats().crashes
+    resp = s.call("/die-then-reply")
+    assert resp.WhichOneof("payload") == "error", resp
+    assert resp.error.error_type == "worker_crashed", resp
+    assert "worker process ended" in resp.error.message, resp
+    assert s.pool.stats().crashes == crashes + 1
 
     def replaced() -> bool:
         pids = s.pids()
         return victim not in {x.pid for x in s.workers()} and len(pids) == s.pool.size
 
-    # What a worker killed while parked gets (see above): noticed and replaced, no call needed.
-    wait_until(replaced, 5, f"worker {victim}, dead since the fast-path call, to be replaced")
-    assert int(s.echo("/next")["x-pid"]) not in (victim, child)
-    wait_until(lambda: not alive(child), 10, f"the forked child {child} to exit")
+    wait_until(replaced, 10, f"worker {victim}, dead since the call, to be replaced")
+    assert int(s.echo("/next")["x-pid"]) != victim
+    # The forked child died with its worker's process group: nothing of the victim is left.
+    assert not [p for p in process_group(victim) if alive(p)]
