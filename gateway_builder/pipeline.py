@@ -28,8 +28,10 @@ from gateway_builder.fetch import FetchedPolicy, fetch_policies
 from gateway_builder.lock import (
     LockResult,
     check_lock,
+    check_lock_owner,
     default_lock_path,
     lock_policies,
+    manifest_name,
     pins_from_lock,
     write_lock,
 )
@@ -82,6 +84,11 @@ class Session:
         return cls(options, manifests, cache, lock_path, previous, error)
 
     @property
+    def manifest(self) -> str | None:
+        """The manifest the lock belongs to, as the lock records it."""
+        return manifest_name(self.manifests, self.lock_path)
+
+    @property
     def base(self) -> Path:
         """Directory that relative paths in the lock are relative to."""
         return self.lock_path.parent
@@ -90,6 +97,7 @@ class Session:
         self, ui: UI | None, *, upgrade: bool = False, upgrade_policies: Sequence[str] = ()
     ) -> list[FetchedPolicy]:
         """Fetch every Python policy, reusing the lock's pinned sources unless upgrading."""
+        check_lock_owner(self.previous, self.manifest, self.lock_path)
         pins = {} if upgrade else pins_from_lock(self.previous, skip=upgrade_policies)
         return fetch_policies(
             self.manifests.python_policies(), self.cache, base=self.base, pins=pins, ui=ui
@@ -99,7 +107,15 @@ class Session:
         """The lock file if it matches the manifests (``--check``, ``--locked``)."""
         if self.previous_error is not None:
             raise self.previous_error
-        return check_lock(fetched, self.lock_path, cache=self.cache, platforms=opts.platforms)
+        return check_lock(
+            fetched,
+            self.lock_path,
+            cache=self.cache,
+            platforms=opts.platforms,
+            manifest=self.manifest,
+            resolver=opts.resolver,
+            jobs=opts.jobs,
+        )
 
     def lock(
         self, fetched: Sequence[FetchedPolicy], opts: LockOptions, ui: UI | None
@@ -107,7 +123,15 @@ class Session:
         """Update the lock incrementally and write it if it changed."""
         if self.previous_error is not None and ui is not None:
             ui.warn(f"ignoring the unreadable lock file: {self.previous_error.message}")
-        result = lock_policies(fetched, cache=self.cache, previous=self.previous, opts=opts, ui=ui)
+        check_lock_owner(self.previous, self.manifest, self.lock_path)
+        result = lock_policies(
+            fetched,
+            cache=self.cache,
+            previous=self.previous,
+            opts=opts,
+            ui=ui,
+            manifest=self.manifest,
+        )
         if ui is not None:
             for note in result.notes:
                 ui.warn(note)

@@ -7,9 +7,13 @@ from gateway_builder.lock.file import Lock, read_lock
 from gateway_builder.lock.locking import (
     LockResult,
     check_lock,
+    check_lock_owner,
     default_lock_path,
+    edited_problems,
     lock_policies,
+    manifest_name,
     pins_from_lock,
+    verify_pins,
     write_lock,
 )
 
@@ -17,9 +21,13 @@ __all__ = [
     "Lock",
     "LockResult",
     "check_lock",
+    "check_lock_owner",
     "default_lock_path",
+    "edited_problems",
     "lock_policies",
+    "manifest_name",
     "pins_from_lock",
     "read_lock",
+    "verify_pins",
     "write_lock",
 ]

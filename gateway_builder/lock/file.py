@@ -2,6 +2,10 @@
 
 The writer emits keys in a fixed order, entries sorted by name, one hash per line and no
 timestamps, so identical inputs give identical bytes and a change gives a small readable diff.
+
+Two records make a hand edit visible: the header names the manifest the lock was written for
+(``manifest``), and every environment carries ``pins_digest``, a digest of its pins as the
+resolver gave them, so a pin, file or hash changed by hand no longer matches it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_builder import defaults
+from gateway_builder.digest import value_digest
 from gateway_builder.errors import InputError
 from gateway_builder.models import LockedRequirement
 
@@ -53,6 +58,24 @@ class LockedEnv:
     input_digest: str
     requirements_in: tuple[str, ...]
     packages: Mapping[str, tuple[LockedPackage, ...]] = field(default_factory=dict, hash=False)
+    #: As recorded in the file (None: an older lock without it); see :meth:`computed_pins_digest`.
+    pins_digest: str | None = None
+
+    def computed_pins_digest(self) -> str:
+        """Digest of the pins (per platform: names, versions, files, hashes), sorted."""
+        return value_digest(
+            {
+                platform: sorted(
+                    [p.name, p.version, list(p.files), list(p.hashes)]
+                    for p in self.packages[platform]
+                )
+                for platform in sorted(self.packages)
+            }
+        )
+
+    def pins_edited(self) -> bool:
+        """Whether the pins differ from what was recorded when they were resolved."""
+        return self.pins_digest is not None and self.pins_digest != self.computed_pins_digest()
 
     def requirements(self, platform: str) -> tuple[LockedRequirement, ...]:
         """The pins for ``platform`` as :class:`LockedRequirement`, sorted by name."""
@@ -99,6 +122,8 @@ class Lock:
     executor: LockedEnv
     policies: tuple[LockedPolicy, ...]  # sorted by name
     format_version: int = LOCK_FORMAT_VERSION
+    #: The manifest the lock was written for, relative to the lock's folder (None: not recorded).
+    manifest: str | None = None
 
     def policy(self, name: str) -> LockedPolicy | None:
         """The entry for policy ``name``, if any."""
@@ -171,6 +196,7 @@ def _env_body(env: LockedEnv) -> list[tuple[str, Any]]:
         ("python", env.python),
         ("input_digest", env.input_digest),
         ("requirements_in", list(env.requirements_in)),
+        ("pins_digest", env.pins_digest or env.computed_pins_digest()),
     ]
 
 
@@ -198,6 +224,7 @@ def render_lock(lock: Lock) -> str:
             ("format", LOCK_FORMAT),
             ("format_version", lock.format_version),
             ("builder_version", lock.builder_version),
+            ("manifest", lock.manifest),
             ("manifest_digest", lock.manifest_digest),
             ("platforms", sorted(lock.platforms)),
             ("sdk_requirement", lock.sdk_requirement),
@@ -288,6 +315,7 @@ class _Reader:
             input_digest=self.str_(data, "input_digest", where),
             requirements_in=self.strs(data, "requirements_in", where),
             packages=packages,
+            pins_digest=self.str_(data, "pins_digest", where, optional=True),
         )
 
 
@@ -344,6 +372,7 @@ def parse_lock(text: str, path: Path) -> Lock:
         executor=reader.env(data.get("executor"), "executor"),
         policies=tuple(policies),
         format_version=version,
+        manifest=reader.str_(data, "manifest", "lock", optional=True),
     )
 
 

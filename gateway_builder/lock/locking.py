@@ -4,28 +4,40 @@ Incremental: each locked environment records a digest of its inputs (resolved so
 version, requirement lines, platforms, index). An environment whose digest is unchanged keeps
 its pins; a changed one is re-resolved with the previous pins as preferences. ``--upgrade``
 re-resolves everything from scratch, ``--upgrade-policy NAME`` one policy, ``--upgrade-package
-PKG`` one distribution wherever it appears. ``--check`` (and ``build --locked``) resolves nothing:
-it recomputes the inputs and fails with a unified diff when they differ from the file.
+PKG`` one distribution wherever it appears.
+
+``--check`` (and ``build --locked``) trusts nothing in the file: it recomputes every
+environment's inputs and fails with a unified diff when they differ (stale), checks every pin's
+files and hashes against its ``pins_digest`` and its own name and version (edited), and resolves
+every environment again with its pins as preferences: the pins, files and hashes must be exactly
+what that gives (inconsistent). A plain ``lock`` re-resolves an environment whose pins were edited.
+
+The lock is named after its manifest (``python-build.yaml`` -> ``python-build.lock``) and records
+it; a lock written for another manifest is never overwritten.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from gateway_builder import __version__, defaults
 from gateway_builder.cache import Cache, atomic_write_bytes
 from gateway_builder.digest import value_digest
 from gateway_builder.errors import InputError, StaleLockError
 from gateway_builder.fetch import FetchedPolicy, SourcePin, read_requirements_txt
+from gateway_builder.fetch.index import file_project, file_version
 from gateway_builder.lock.file import Lock, LockedEnv, LockedPackage, LockedPolicy, read_lock
 from gateway_builder.lock.resolve import Resolver, ResolveRequest, dedupe, get_resolver
 from gateway_builder.manifest import Manifests
@@ -48,11 +60,41 @@ class LockResult:
 # --------------------------------------------------------------------------------------------
 
 
+def lock_anchor(manifests: Manifests) -> Path | None:
+    """The manifest a lock belongs to: the Python manifest, else build.yaml."""
+    return manifests.python_build_file or manifests.build_file
+
+
 def default_lock_path(manifests: Manifests) -> Path:
-    """``python-build.lock`` next to python-build.yaml (else next to build.yaml)."""
-    anchor = manifests.python_build_file or manifests.build_file
-    folder = anchor.parent if anchor is not None else defaults.DEFAULT_MANIFEST_DIR
-    return folder / defaults.LOCK_FILE_NAME
+    """Named after its manifest, next to it: ``python-build.yaml`` -> ``python-build.lock``,
+    ``other.yaml`` -> ``other.lock`` (two manifests in one folder never share a lock)."""
+    anchor = lock_anchor(manifests)
+    if anchor is None:
+        return defaults.DEFAULT_MANIFEST_DIR / defaults.LOCK_FILE_NAME
+    return anchor.parent / f"{anchor.stem}.lock"
+
+
+def manifest_name(manifests: Manifests, lock_path: Path) -> str | None:
+    """The manifest as the lock records it: its path relative to the lock's folder."""
+    anchor = lock_anchor(manifests)
+    if anchor is None:
+        return None
+    try:
+        rel = os.path.relpath(anchor.resolve(), lock_path.resolve().parent)
+    except ValueError:  # another drive
+        return anchor.resolve().as_posix()
+    return Path(rel).as_posix()
+
+
+def check_lock_owner(previous: Lock | None, manifest: str | None, lock_path: Path) -> None:
+    """Refuse a lock file written for another manifest (it would be overwritten or misread)."""
+    if previous is None or previous.manifest is None or manifest is None:
+        return
+    if previous.manifest != manifest:
+        raise InputError(
+            f"{lock_path} is the lock of {previous.manifest}, not of {manifest}: refusing to "
+            f"use or overwrite it; pass --lock-file with another path for {manifest}"
+        )
 
 
 def executor_requirements_path() -> Path:
@@ -164,7 +206,7 @@ def _requirement_names(lines: Sequence[str]) -> set[str]:
 
 def _needs_resolution(task: _EnvTask, platforms: Sequence[str]) -> bool:
     prev = task.previous
-    if prev is None or task.upgrade or prev.input_digest != task.digest:
+    if prev is None or task.upgrade or prev.input_digest != task.digest or prev.pins_edited():
         return True
     if any(p not in prev.packages for p in platforms):
         return True
@@ -296,8 +338,11 @@ def lock_policies(
     opts: LockOptions | None = None,
     executor_requirements: Sequence[str] | None = None,
     ui: UI | None = None,
+    manifest: str | None = None,
 ) -> LockResult:
-    """Compute the lock for ``fetched`` (re-resolving only what changed). Nothing is written."""
+    """Compute the lock for ``fetched`` (re-resolving only what changed). Nothing is written.
+
+    ``manifest`` is recorded in the lock (see :func:`manifest_name`)."""
     opts = opts or LockOptions()
     unknown = sorted(set(opts.upgrade_policies) - {f.name for f in fetched})
     if unknown:
@@ -313,6 +358,12 @@ def lock_policies(
         f"{f.moved_from[:12]} to {f.resolved[:12]}"
         for f in fetched
         if f.moved_from
+    ]
+    notes += [
+        f"{t.label}: the pins in the lock file were edited by hand (they do not match their "
+        "pins_digest): re-resolved"
+        for t in tasks.values()
+        if t.previous is not None and t.previous.pins_edited()
     ]
     todo = [t for t in tasks.values() if _needs_resolution(t, platforms)]
     kept = [t.label for t in tasks.values() if t not in todo]
@@ -339,6 +390,7 @@ def lock_policies(
             _locked_policy(f, _env(tasks[f"policy:{f.name}"]))
             for f in sorted(fetched, key=lambda f: f.name)
         ),
+        manifest=manifest if manifest is not None else previous.manifest if previous else None,
     )
     if previous is not None and (not todo or not opts.resolve):
         # Nothing re-resolved: keep the header as it was (a no-op relock is byte-identical).
@@ -374,6 +426,166 @@ def lock_diff(old_text: str, new_text: str, path: Path) -> str:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Checking
+# --------------------------------------------------------------------------------------------
+
+_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class _LockedEnvRef:
+    """One environment of a lock, with what resolving it again needs."""
+
+    label: str  # "policy 'one'", "the executor", "the installer"
+    env: LockedEnv
+    index_url: str | None = field(default=None, repr=False)  # may carry credentials
+
+
+def _env_refs(lock: Lock, fetched: Sequence[FetchedPolicy] = ()) -> list[_LockedEnvRef]:
+    index = {f.name: f.index_url for f in fetched}
+    refs = [
+        _LockedEnvRef("the installer", lock.installer),
+        _LockedEnvRef("the executor", lock.executor),
+    ]
+    refs += [_LockedEnvRef(f"policy '{p.name}'", p.env, index.get(p.name)) for p in lock.policies]
+    return refs
+
+
+def _package_problems(where: str, pkg: LockedPackage) -> list[str]:
+    """What is wrong with one pin on its own (its files must be of its name and version)."""
+    pin = f"{where}: {pkg.name}=={pkg.version}"
+    if not pkg.files or len(pkg.files) != len(pkg.hashes):
+        return [
+            f"{pin}: expected one hash per file, got {len(pkg.files)} file(s) and {len(pkg.hashes)} hash(es)"
+        ]
+    problems = [f"{pin}: {h!r} is not a sha256 hash" for h in pkg.hashes if not _HASH.match(h)]
+    try:
+        version = Version(pkg.version)
+    except InvalidVersion:
+        return [*problems, f"{pin}: {pkg.version!r} is not a version"]
+    for name in pkg.files:
+        if file_project(name) != pkg.name or file_version(name) != version:
+            problems.append(f"{pin}: the file {name} is not of {pkg.name} {pkg.version}")
+    return problems
+
+
+def edited_problems(lock: Lock) -> tuple[list[str], set[str]]:
+    """Hand edits visible without resolving: (pins whose files are not of their name and
+    version, one line per entry; labels of environments whose pins no longer match their
+    ``pins_digest``)."""
+    problems = []
+    edited = set()
+    for ref in _env_refs(lock):
+        for platform in sorted(ref.env.packages):
+            for pkg in ref.env.packages[platform]:
+                problems += _package_problems(f"{ref.label} ({platform})", pkg)
+        if ref.env.pins_edited():
+            edited.add(ref.label)
+    return problems, edited
+
+
+def _compare_pins(
+    label: str, platform: str, locked: Sequence[LockedPackage], resolved: Sequence[LockedPackage]
+) -> list[str]:
+    where = f"{label} ({platform})"
+    have = {p.name: p for p in locked}
+    want = {p.name: p for p in resolved}
+    problems = []
+    for name in sorted(have.keys() | want.keys()):
+        old, new = have.get(name), want.get(name)
+        if new is None:
+            assert old is not None
+            problems.append(f"{where}: {name}=={old.version} is pinned but nothing requires it")
+        elif old is None:
+            problems.append(f"{where}: {name} is required ({name}=={new.version}) but not pinned")
+        elif old.version != new.version:
+            problems.append(
+                f"{where}: {name} is pinned at {old.version}; resolving the inputs gives {new.version}"
+            )
+        elif (old.files, old.hashes) != (new.files, new.hashes):
+            got = ", ".join(f"{f} {h}" for f, h in zip(old.files, old.hashes, strict=False))
+            real = ", ".join(f"{f} {h}" for f, h in zip(new.files, new.hashes, strict=False))
+            problems.append(
+                f"{where}: {name}=={old.version}: the lock records {got or 'no file'}; the index "
+                f"has {real}"
+            )
+    return problems
+
+
+def verify_pins(
+    lock: Lock,
+    fetched: Sequence[FetchedPolicy],
+    *,
+    cache: Cache,
+    resolver: str = defaults.DEFAULT_RESOLVER,
+    jobs: int = 4,
+    only: set[str] | None = None,
+) -> tuple[list[str], Lock]:
+    """Resolve every environment (or those labelled in ``only``) again with its pins as
+    preferences; (problems, corrected lock).
+
+    A consistent lock resolves to itself: the same versions, files and hashes. Anything else was
+    edited by hand or no longer matches the index."""
+    refs = _env_refs(lock, fetched)
+    backend = get_resolver(resolver, cache)
+    requests = [
+        (ref, platform)
+        for ref in refs
+        if only is None or ref.label in only
+        for platform in sorted(lock.platforms)
+    ]
+
+    def resolve(item: tuple[_LockedEnvRef, str]) -> tuple[LockedPackage, ...]:
+        ref, platform = item
+        return backend.resolve(
+            ResolveRequest(
+                label=ref.label,
+                requirements=ref.env.requirements_in,
+                python_version=ref.env.python,
+                platform=platform,
+                index_url=ref.index_url,
+                preferences=tuple(ref.env.packages.get(platform, ())),
+            )
+        )
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(requests)))) as pool:
+        results = list(pool.map(resolve, requests))
+    problems: list[str] = []
+    fixed: dict[str, dict[str, tuple[LockedPackage, ...]]] = {}
+    for (ref, platform), packages in zip(requests, results, strict=True):
+        problems += _compare_pins(ref.label, platform, ref.env.packages.get(platform, ()), packages)
+        fixed.setdefault(ref.label, {})[platform] = packages
+
+    def env(ref: _LockedEnvRef) -> LockedEnv:
+        if ref.label not in fixed:
+            return ref.env
+        return LockedEnv(
+            ref.env.python, ref.env.input_digest, ref.env.requirements_in, fixed[ref.label]
+        )
+
+    installer, executor, *policies = refs
+    corrected = replace(
+        lock,
+        installer=env(installer),
+        executor=env(executor),
+        policies=tuple(
+            replace(p, env=env(ref)) for p, ref in zip(lock.policies, policies, strict=True)
+        ),
+    )
+    return problems, corrected
+
+
+def _edited_error(
+    lock_path: Path, problems: Sequence[str], what: str, remedy: str
+) -> StaleLockError:
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return StaleLockError(
+        f"{lock_path} {what}: {problems[0]}{more}; {remedy}",
+        details="\n".join(f"  {p}" for p in problems),
+    )
+
+
 def check_lock(
     fetched: Sequence[FetchedPolicy],
     lock_path: Path,
@@ -381,11 +593,17 @@ def check_lock(
     cache: Cache,
     platforms: Sequence[str] = (),
     executor_requirements: Sequence[str] | None = None,
+    manifest: str | None = None,
+    resolver: str = defaults.DEFAULT_RESOLVER,
+    jobs: int = 4,
 ) -> Lock:
-    """Return the lock if it matches the manifests; else raise :class:`StaleLockError` + diff.
+    """Return the lock if it matches the manifests and is what resolving them gives; else raise
+    :class:`StaleLockError` naming the entry (with a diff or the list of problems).
 
-    Nothing is resolved: the inputs of every environment are recomputed and compared with the
-    digests in the file. Moved tags (same tag, another commit) make the lock stale too.
+    In order: the lock belongs to ``manifest``; no pin was edited by hand (``pins_digest``, file
+    names); the inputs of every environment equal the manifests' (moved tags make it stale too);
+    resolving every environment again with its pins as preferences gives exactly its pins, files
+    and hashes.
     """
     try:
         old_text = lock_path.read_text(encoding="utf-8")
@@ -394,21 +612,56 @@ def check_lock(
             f"no lock file at {lock_path}: run `gateway-builder lock` and commit the result"
         ) from None
     previous = read_lock(lock_path)
+    check_lock_owner(previous, manifest, lock_path)
+    problems, edited = edited_problems(previous)
+    if problems or edited:
+        # Name the entries: resolve the edited environments again and compare.
+        edited |= {p.split(" (", 1)[0] for p in problems}
+        found, corrected = verify_pins(
+            previous, fetched, cache=cache, resolver=resolver, jobs=jobs, only=edited
+        )
+        problems += [p for p in found if p not in problems]
+        named = {p.split(" (", 1)[0] for p in problems}
+        problems += [
+            f"{label}: the pins do not match their pins_digest (changed after resolving)"
+            for label in sorted(edited - named)
+        ]
+        error = _edited_error(
+            lock_path,
+            problems,
+            "was edited by hand",
+            "run `gateway-builder lock` to re-resolve the edited environments",
+        )
+        error.details = f"{error.details}\n{lock_diff(old_text, corrected.text(), lock_path)}"
+        raise error
     result = lock_policies(
         fetched,
         cache=cache,
         previous=previous,
         opts=LockOptions(platforms=tuple(platforms), resolve=False),
         executor_requirements=executor_requirements,
+        manifest=manifest,
     )
     new_text = result.lock.text()
-    if new_text == old_text:
-        return previous
-    changed = ", ".join(result.resolved) or "the lock header"
-    reasons = "; ".join(result.notes)
-    raise StaleLockError(
-        f"{lock_path} is out of date with the manifests ({changed}"
-        f"{'; ' + reasons if reasons else ''}): run `gateway-builder lock`",
-        details=lock_diff(old_text, new_text, lock_path)
-        + "(dependency pins of changed environments are shown as they are; `lock` re-resolves them)",
-    )
+    if new_text != old_text:
+        changed = ", ".join(result.resolved) or "the lock header"
+        reasons = "; ".join(result.notes)
+        raise StaleLockError(
+            f"{lock_path} is out of date with the manifests ({changed}"
+            f"{'; ' + reasons if reasons else ''}): run `gateway-builder lock`",
+            details=lock_diff(old_text, new_text, lock_path)
+            + "(dependency pins of changed environments are shown as they are; `lock` re-resolves them)",
+        )
+    problems, corrected = verify_pins(previous, fetched, cache=cache, resolver=resolver, jobs=jobs)
+    if problems:
+        labels = sorted({p.split(" (", 1)[0] for p in problems})
+        upgrade = " ".join(
+            f"--upgrade-policy {label.split(chr(39))[1]}"
+            for label in labels
+            if label.startswith("policy '")
+        )
+        remedy = f"restore it, or re-resolve with `gateway-builder lock {upgrade or '--upgrade'}`"
+        error = _edited_error(lock_path, problems, "was edited or is inconsistent", remedy)
+        error.details = f"{error.details}\n{lock_diff(old_text, corrected.text(), lock_path)}"
+        raise error
+    return previous

@@ -374,3 +374,114 @@ def test_built_policy_wheels_are_identified_by_their_source(project: Project) ->
     # A fresh cache rebuilds the wheel and the lock still matches.
     project.cache = project.root / "fresh-cache"
     assert project.run("lock", "--check") == 0
+
+
+# --------------------------------------------------------------------------------------------
+# A lock that cannot lie: hand edits, another manifest's lock
+# --------------------------------------------------------------------------------------------
+
+FAKE = "sha256:" + "0f" * 32
+
+
+def _edit_tinydep(text: str, edit: str) -> str:
+    """A hand edit of policy one's tinydep pin (or an added pin next to it)."""
+    head, sep, rest = text.partition('name = "tinydep"\nversion = "1.0.0"\n')
+    assert sep, text
+    if edit == "hash":
+        hash_line = rest.split("\n", 2)[1]  # files = [...] then hashes = [...]
+        return head + sep + rest.replace(hash_line, f'hashes = ["{FAKE}"]', 1)
+    if edit == "version":
+        return head + sep.replace('"1.0.0"', '"1.1.0"') + rest
+    assert edit == "added"
+    added = (
+        '\n[[policies.packages.x86_64]]\nname = "tinytop"\nversion = "1.0.0"\n'
+        f'files = ["tinytop-1.0.0-py3-none-any.whl"]\nhashes = ["{FAKE}"]\n'
+    )
+    return text + added
+
+
+@pytest.mark.parametrize("edit", ["hash", "version", "added"])
+def test_check_catches_a_hand_edit_and_lock_repairs_it(
+    project: Project, capsys: pytest.CaptureFixture[str], edit: str
+) -> None:
+    project.policy("one", ["tinydep==1.0.0"])
+    project.write_manifest(path_entry("one"))
+    assert project.run("lock") == 0
+    good = project.lock.read_text()
+    project.lock.write_text(_edit_tinydep(good, edit))
+    capsys.readouterr()
+    assert project.run("lock", "--check") == 1
+    out, err = capsys.readouterr()
+    assert "up to date" not in out
+    assert "was edited by hand" in err and "policy 'one' (x86_64)" in err, err
+    assert ("tinytop" if edit == "added" else "tinydep") in err
+    # A plain lock says so and re-resolves the edited environment.
+    assert project.run("lock") == 0
+    assert "were edited by hand" in capsys.readouterr().err
+    assert project.lock.read_text() == good
+    assert project.run("lock", "--check") == 0
+
+
+@pytest.mark.parametrize("edit", ["hash", "added"])
+def test_check_resolves_again_when_the_digest_was_forged_too(
+    project: Project, capsys: pytest.CaptureFixture[str], edit: str
+) -> None:
+    project.policy("one", ["tinydep==1.0.0"])
+    project.write_manifest(path_entry("one"))
+    assert project.run("lock") == 0
+    text = _edit_tinydep(project.lock.read_text(), edit)
+    forged = read_lock_text(text, project.lock)
+    entry = forged.policy("one")
+    assert entry is not None
+    text = text.replace(entry.env.pins_digest or "?", entry.env.computed_pins_digest())
+    project.lock.write_text(text)
+    capsys.readouterr()
+    assert project.run("lock", "--check") == 1
+    err = capsys.readouterr().err
+    assert "was edited or is inconsistent: policy 'one' (x86_64): " in err, err
+    if edit == "hash":
+        assert f"tinydep==1.0.0: the lock records tinydep-1.0.0-py3-none-any.whl {FAKE}" in err
+    else:
+        assert "tinytop==1.0.0 is pinned but nothing requires it" in err
+    assert "--upgrade-policy one" in err
+
+
+def read_lock_text(text: str, path: Path) -> Lock:
+    from gateway_builder.lock.file import parse_lock
+
+    return parse_lock(text, path)
+
+
+def test_the_lock_is_named_after_its_manifest(project: Project) -> None:
+    project.policy("one", ["tinydep==1.0.0"])
+    project.policy("two", ["tinydep==1.1.0"])
+    project.write_manifest(path_entry("one"))
+    other = project.manifests / "other.yaml"
+    other.write_text(project.manifest.read_text().replace("one", "two"))
+    assert project.run("lock") == 0
+    first = project.lock.read_bytes()
+    assert main(["lock", "--python-build-file", str(other), "--cache-dir", str(project.cache)]) == 0
+    other_lock = project.manifests / "other.lock"
+    assert project.lock.read_bytes() == first  # python-build.lock untouched
+    assert read_lock(other_lock).manifest == "other.yaml"
+    assert project.read().manifest == "python-build.yaml"
+    assert pins(read_lock(other_lock), "two")["tinydep"] == "1.1.0"
+
+
+def test_a_lock_of_another_manifest_is_never_overwritten(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.policy("one", ["tinydep==1.0.0"])
+    project.write_manifest(path_entry("one"))
+    assert project.run("lock") == 0
+    first = project.lock.read_bytes()
+    other = project.manifests / "other.yaml"
+    other.write_text(project.manifest.read_text())
+    capsys.readouterr()
+    for extra in ([], ["--check"]):
+        argv = ["lock", "--python-build-file", str(other), "--lock-file", str(project.lock)]
+        assert main([*argv, "--cache-dir", str(project.cache), *extra]) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+        assert len(errors) == 1, errors
+        assert "is the lock of python-build.yaml, not of other.yaml: refusing" in errors[0]
+    assert project.lock.read_bytes() == first
