@@ -2,7 +2,8 @@
 
 Commands follow the pipeline (each step can run alone, like the OpenTelemetry Collector Builder):
 ``validate`` -> ``fetch`` -> ``lock`` -> ``render`` -> ``build`` (-> ``smoke-test``), plus
-``schema`` and ``bases build``. Exit codes: 0 ok, 1 failure, 2 bad input.
+``schema``, ``bases build`` and the policy developer kit (``new-policy``, ``test-policy``,
+``describe-policy``). Exit codes: 0 ok, 1 failure, 2 bad input.
 
 This module only parses arguments, dispatches to ``gateway_builder.commands.<name>.run(args, ui)``
 (which turns flags into typed options and calls the library) and maps errors to exit codes.
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
 
     _add_image_commands(sub, g)
+    _add_policy_commands(sub, g)
     return parser
 
 
@@ -251,6 +253,56 @@ def _add_image_commands(sub: Any, g: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--rebuild", action="store_true", help="ignore existing local bases and the layer cache"
     )
+
+
+def _add_policy_commands(sub: Any, g: argparse.ArgumentParser) -> None:
+    """``new-policy``, ``test-policy``, ``describe-policy``: the policy developer kit."""
+    sp = sub.add_parser("new-policy", parents=[g], help="scaffold a complete, working policy")
+    sp.add_argument("name", metavar="NAME", help="the policy name (as in the manifests)")
+    sp.add_argument(
+        "--phase",
+        dest="phases",
+        action="extend",
+        nargs="+",
+        choices=defaults.SCAFFOLD_PHASES,
+        default=None,
+        metavar="PHASE",
+        help=f"phases it implements: {', '.join(defaults.SCAFFOLD_PHASES)} (repeatable; "
+        f"default {defaults.DEFAULT_SCAFFOLD_PHASES[0]})",
+    )
+    sp.add_argument(
+        "--python", default=None, metavar="VERSION", help="write python_version.txt (e.g. 3.12)"
+    )
+    sp.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the folder to create (default ./NAME)",
+    )
+
+    sp = sub.add_parser(
+        "test-policy", parents=[g], help="run a policy's samples through the real executor"
+    )
+    sp.add_argument("policy_dir", type=Path, metavar="DIR", help="the policy folder")
+    sp.add_argument("--python", default=None, metavar="VERSION", help="Python of the policy's venv")
+    sp.add_argument(
+        "--lock-file",
+        type=Path,
+        default=None,
+        help="install the policy's pins from this lock (default: resolve its requirements)",
+    )
+    sp.add_argument("--cache-dir", type=Path, default=None, help="cache of venvs and downloads")
+    sp.add_argument("--watch", action="store_true", help="rerun after every change of DIR")
+    sp.add_argument(
+        "--max-runs", type=int, default=None, metavar="N", help="--watch: stop after N runs"
+    )
+
+    sp = sub.add_parser(
+        "describe-policy", parents=[g], help="a policy's reference page, for docs sites"
+    )
+    sp.add_argument("policy_dir", type=Path, metavar="DIR", help="the policy folder")
+    sp.add_argument("--format", choices=("markdown", "json"), default="markdown")
 
 
 def _run(args: argparse.Namespace, ui: UI) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Final
 
 from gateway_executor import defaults as _executor
-from gateway_executor.phases import SAMPLE_PHASES as _SAMPLE_PHASES
 from gateway_executor.paths import (  # noqa: F401 (the image layout, shared with the executor)
     APP_DIR,
     EXECUTOR_DIR,
@@ -23,6 +22,7 @@ from gateway_executor.paths import (  # noqa: F401 (the image layout, shared wit
     SOCKET_DIR,
     VENVS_DIR,
 )
+from gateway_executor.phases import SAMPLE_PHASES as _SAMPLE_PHASES
 
 # --- Repository / manifests -------------------------------------------------------------------
 PACKAGE_DIR: Final = Path(__file__).resolve().parent
@@ -51,6 +51,8 @@ SDK_REQUIREMENT: Final = "apip-sdk-core>=0.2.3,<0.3"
 POLICY_DEFINITION_FILE: Final = "policy-definition.yaml"
 POLICY_ENTRY_MODULE: Final = "policy"
 PYTHON_VERSION_FILE: Final = "python_version.txt"
+#: A policy folder's sample requests (``*.json``, docs/DESIGN.md "Sample requests").
+POLICY_SAMPLES_DIR: Final = "samples"
 
 # --- Policy developer kit (new-policy, test-policy, describe-policy) -------------------------
 #: ``new-policy --phase`` values: the sample phases, and ``streaming`` (a streamed response body

@@ -13,8 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docker.utils import parse_repository_tag
-
 from gateway_builder import defaults
 from gateway_builder.errors import InputError
 
@@ -256,6 +254,10 @@ def check_tini(path: str | None) -> str | None:
 
 def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
     """``--tag`` values (``name[:tag]``)."""
+    # Imported here: the Docker SDK takes a noticeable part of a second to import, and most
+    # commands (test-policy's warm run above all) never parse a tag.
+    from docker.utils import parse_repository_tag
+
     out = []
     for tag in tags:
         repo, version = parse_repository_tag(tag)

@@ -339,7 +339,7 @@ class Outcome:
 
 
 #: Fields of a modifications action that change the request/response when set.
-_CHANGES = (
+CHANGE_FIELDS = (
     "body",
     "status_code",
     "path",
@@ -351,7 +351,8 @@ _CHANGES = (
     "query_parameters_to_add",
     "query_parameters_to_remove",
 )
-_WRAPPERS = frozenset(
+#: Protobuf wrapper messages whose ``value`` is what a policy set (an unset wrapper: unchanged).
+WRAPPER_TYPES = frozenset(
     {"google.protobuf.BytesValue", "google.protobuf.Int32Value", "google.protobuf.StringValue"}
 )
 
@@ -379,7 +380,7 @@ def action_outcome(
             headers_set={k.lower(): v for k, v in (action.get("headers") or {}).items()},
         )
     return Outcome(
-        kind="modify" if any(f in action for f in _CHANGES) else "passthrough",
+        kind="modify" if any(f in action for f in CHANGE_FIELDS) else "passthrough",
         status_code=action.get("status_code"),
         body=action.get("body", original),
         headers_set={k.lower(): v for k, v in (action.get("headers_to_set") or {}).items()},
@@ -404,7 +405,7 @@ def outcome_of(response: pb.StreamResponse, sample: Sample) -> Outcome:
         return action_outcome(sample, None)
     fields = {
         fd.name: value.value
-        if fd.message_type and fd.message_type.full_name in _WRAPPERS
+        if fd.message_type and fd.message_type.full_name in WRAPPER_TYPES
         else value
         for fd, value in getattr(action_payload, action).ListFields()
     }

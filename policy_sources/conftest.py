@@ -1,13 +1,15 @@
 """Fixtures for the sample policies' tests (helpers live in ``policy_samples``).
 
-Fixtures: ``policy_dir``, ``policy_module``, ``replay``; ``sample_path`` is parametrized over the
-samples of the requesting test's own policy.
+Fixtures: ``policy_dir``, ``policy_module``, ``harness``, ``replay``; ``sample_path`` is
+parametrized over the samples of the requesting test's own policy. ``harness`` is the policy
+behind a real executor (``gateway_builder.testing``), in a venv with its pins from the default
+manifests' lock (the artifacts the image installs), started once per test session.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -17,7 +19,9 @@ import pytest
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from policy_samples import Outcome, load_policy_module, replay_sample
+from policy_samples import LOCK_FILE, load_policy_module
+
+from gateway_builder.testing import Outcome, PolicyHarness
 
 
 def _policy_dir_of(test_file: Path) -> Path:
@@ -48,7 +52,30 @@ def policy_module(policy_dir: Path) -> ModuleType:
     return load_policy_module(policy_dir)
 
 
+@pytest.fixture(scope="session")
+def _harnesses() -> Iterator[dict[Path, PolicyHarness]]:
+    started: dict[Path, PolicyHarness] = {}
+    yield started
+    for harness in started.values():
+        harness.stop()
+
+
 @pytest.fixture
-def replay(policy_dir: Path) -> Callable[[Path], Outcome]:
-    """``replay(sample_path)`` runs a sample of this policy and checks its expectation."""
-    return lambda sample_path: replay_sample(policy_dir, sample_path)
+def harness(policy_dir: Path, _harnesses: dict[Path, PolicyHarness]) -> PolicyHarness:
+    """The requesting test's policy behind a real executor (one per policy and session)."""
+    if policy_dir not in _harnesses:
+        _harnesses[policy_dir] = PolicyHarness(policy_dir, lock_file=LOCK_FILE).start()
+    return _harnesses[policy_dir]
+
+
+@pytest.fixture
+def replay(harness: PolicyHarness) -> Callable[[Path], Outcome]:
+    """``replay(sample_path)`` runs a sample of this policy through the executor and checks its
+    expectation, as the image smoke test does."""
+
+    def run(sample_path: Path) -> Outcome:
+        result = harness.run_sample(sample_path)
+        assert result.ok, f"{sample_path.name} ({result.sample.description}): {result.problems}"
+        return result.outcome
+
+    return run

@@ -32,9 +32,17 @@ from apip_sdk_core.policy.v1alpha2 import (
 )
 from jsonschema import Draft202012Validator
 from packaging.requirements import Requirement
-from policy_samples import TEST_METADATA, load_policy_module, policy_folders, validate_sample_shape
+from policy_samples import (
+    LOCK_FILE,
+    TEST_METADATA,
+    load_policy_module,
+    policy_folders,
+    validate_sample_shape,
+)
 
 from gateway_builder import defaults
+from gateway_builder.lock.file import read_lock
+from gateway_builder.testing import PolicyHarness
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -311,7 +319,9 @@ def find_python(version: str) -> str | None:
 @pytest.mark.network
 @pytest.mark.parametrize("folder", FOLDERS, ids=ids(FOLDERS))
 def test_policy_tests_pass_in_its_own_venv(folder: Path, tmp_path: Path) -> None:
-    """The policy's own tests pass in a fresh venv of its Python with only its pins + the SDK."""
+    """The policy's own tests pass as its author runs them: pytest in a fresh venv of its Python
+    with its pins, the SDK and gateway-builder (whose harness runs the samples in the policy's
+    own venv behind a real executor)."""
     version_file = folder / defaults.PYTHON_VERSION_FILE
     version = version_file.read_text().strip() if version_file.exists() else defaults.DEFAULT_PYTHON
     python = find_python(version)
@@ -330,6 +340,11 @@ def test_policy_tests_pass_in_its_own_venv(folder: Path, tmp_path: Path) -> None
         defaults.SDK_REQUIREMENT,
         "pytest",
         "pytest-timeout",
+        # gateway-builder's own dependencies (it runs from the checkout) and the executor's
+        "-r",
+        str(REPO / "pyproject.toml"),
+        "--extra",
+        "executor",
     ]
     subprocess.run(
         [*uv, "pip", "install", "-q", "--python", vpy, *install], check=True, env=env, timeout=600
@@ -353,6 +368,7 @@ def test_policy_tests_pass_in_its_own_venv(folder: Path, tmp_path: Path) -> None
     result = subprocess.run(
         [vpy, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder / "tests")],
         cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=600,
@@ -360,3 +376,21 @@ def test_policy_tests_pass_in_its_own_venv(folder: Path, tmp_path: Path) -> None
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("folder", FOLDERS, ids=ids(FOLDERS))
+def test_harness_runs_the_locked_python_and_pins(folder: Path) -> None:
+    """Behind the harness the policy runs the Python and exactly the pins the lock has for it
+    (what its workers report through HealthCheck, as in the image)."""
+    locked = read_lock(LOCK_FILE).policy(folder.name)
+    assert locked is not None
+    with PolicyHarness(folder, lock_file=LOCK_FILE) as harness:
+        status = harness.status()
+    assert status["ready"] is True
+    assert status["python_version"].rsplit(".", 1)[0] == locked.env.python
+    pinned = {p.name: p.version for p in locked.env.packages["x86_64"]}
+    reported = {
+        name.lower().replace("_", "-"): version for name, version in status["distributions"].items()
+    }
+    assert {n: reported.get(n) for n in pinned} == pinned

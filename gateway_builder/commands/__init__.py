@@ -17,4 +17,7 @@ COMMANDS: dict[str, str] = {
     "build": "build",
     "smoke-test": "smoke_test",
     "bases": "bases",
+    "new-policy": "new_policy",
+    "test-policy": "test_policy",
+    "describe-policy": "describe_policy",
 }
