@@ -44,13 +44,21 @@ def download_artifacts(
                 "the cache (--offline)"
             )
         client = client or IndexClient(index_url)
+        listed = client.project_files(req.name)
         files = [
             f
-            for f in client.project_files(req.name)
+            for f in listed
             if f.sha256 in wanted or (f.sha256 is None and file_version(f.filename) is not None)
         ]
         by_name = {f.filename: f for f in files if str(file_version(f.filename)) == req.version}
         best = best_wheel(sorted(by_name), python_version, platform)
+        same_version = [f for f in listed if str(file_version(f.filename)) == req.version]
+        if best is None and same_version and not by_name:
+            raise BuildError(
+                f"{req.name}=={req.version}: no file on the index has the hash the lock records "
+                f"({', '.join(sorted(req.hashes))}): the lock was edited or is inconsistent; "
+                "`gateway-builder lock --check` names the entry"
+            )
         if best is None:
             raise BuildError(
                 f"{req.name}=={req.version}: the lock has no wheel that installs on Python "

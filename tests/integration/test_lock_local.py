@@ -444,6 +444,17 @@ def test_check_resolves_again_when_the_digest_was_forged_too(
     else:
         assert "tinytop==1.0.0 is pinned but nothing requires it" in err
     assert "--upgrade-policy one" in err
+    # Rendering from it (no --locked) says what is wrong, not "only an sdist?".
+    from gateway_builder.ui import UI
+
+    session = Session.open(
+        SessionOptions(python_build_file=project.manifest, cache_dir=project.cache)
+    )
+    with pytest.raises(BuildError) as info:
+        plan = session.plan(LockOptions(), RenderOptions(), _bases, UI(verbosity=-1))
+        session.render(plan, project.root / "context", UI(verbosity=-1))
+    assert "sdist" not in info.value.message
+    assert "the lock was edited or is inconsistent" in info.value.message
 
 
 def read_lock_text(text: str, path: Path) -> Lock:
