@@ -7,10 +7,13 @@ from dataclasses import replace
 from typing import Any
 
 from gateway_builder.commands._flags import lock_options, session_options
+from gateway_builder.errors import InputError
+from gateway_builder.fetch import FetchedPolicy
 from gateway_builder.lock import LockResult
+from gateway_builder.lock.outdated import Outdated, find_outdated
 from gateway_builder.options import LockOptions
 from gateway_builder.pipeline import Session
-from gateway_builder.ui import UI
+from gateway_builder.ui import UI, counted
 
 
 def options_from_args(args: argparse.Namespace) -> LockOptions:
@@ -23,10 +26,36 @@ def options_from_args(args: argparse.Namespace) -> LockOptions:
     )
 
 
+def _outdated(session: Session, fetched: list[FetchedPolicy], ui: UI) -> list[Outdated]:
+    found, problems = find_outdated(fetched, session.cache)
+    for line in problems:
+        ui.warn(line)
+    return found
+
+
 def run(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
-    """Lock (incrementally) or check, and print one line per policy."""
+    """Lock (incrementally) or check, and print one line per policy; ``--outdated`` lists the
+    policies with a newer source than the locked one and writes nothing."""
     session = Session.open(session_options(args))
     opts = options_from_args(args)
+    if args.outdated:
+        if args.check or opts.upgrade or opts.upgrade_policies or opts.upgrade_packages:
+            raise InputError("--outdated only looks: it excludes --check and --upgrade*")
+        with ui.step("fetch"):
+            fetched = session.fetch(ui)
+        found = _outdated(session, fetched, ui)
+        result = {
+            "ok": True,
+            "lock_file": str(session.lock_path),
+            "outdated": [o.as_dict() for o in found],
+        }
+        lines = [f"{o.name:<24} {o.kind:<8} {o.locked:<24} -> {o.newest}" for o in found]
+        lines.append(
+            f"{counted(len(found), 'policy', 'policies')} with a newer source"
+            + (": upgrade one with `gateway-builder lock --upgrade-policy NAME`" if found else "")
+        )
+        ui.result(result, "\n".join(lines))
+        return result
     if not opts.resolve:
         with ui.step("fetch"):
             fetched = session.fetch(ui)
@@ -39,7 +68,10 @@ def run(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
         fetched = session.fetch(ui, upgrade=opts.upgrade, upgrade_policies=opts.upgrade_policies)
     with ui.step("lock"):
         res = session.lock(fetched, opts, ui)
-    result = _result(session, res)
+    found = _outdated(session, fetched, ui)
+    for item in found:
+        ui.info(f"hint: {item.hint()}")
+    result = {**_result(session, res), "outdated": [o.as_dict() for o in found]}
     lines = [
         f"{p.name:<24} py{p.env.python:<5} "
         + ", ".join(f"{x.name}=={x.version}" for x in p.env.packages.get("x86_64", ()))

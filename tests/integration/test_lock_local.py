@@ -496,3 +496,68 @@ def test_a_lock_of_another_manifest_is_never_overwritten(
         assert len(errors) == 1, errors
         assert "is the lock of python-build.yaml, not of other.yaml: refusing" in errors[0]
     assert project.lock.read_bytes() == first
+
+
+def test_lock_hints_at_newer_sources_and_outdated_lists_them(
+    project: Project,
+    git_repo_factory: Callable[[str], GitRepo],
+    local_index: LocalIndex,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gwb_factories import make_wheel, policy_wheel, sdk_wheel
+
+    repo = git_repo_factory("remote")
+    folder = write_policy(repo.path / "pol", "gitpol", requirements=["tinydep==1.0.0"])
+    repo.commit("v1.0.0")
+    repo.tag("v1.0.0")
+    # An index of its own: a new release must not change the other tests' shared index.
+    index = LocalIndex(tmp_path / "own-index")
+    dists = tmp_path / "dists"
+    index.add(sdk_wheel(dists))
+    index.add(make_wheel(dists, "tinydep", "1.0.0"))
+    index.add(policy_wheel(dists, "idx", "gwbtest-idx", "1.0.0", requires=["tinydep<2"]))
+    index.serve()
+    try:
+        project.write_manifest(
+            f"- name: gitpol\n  source:\n    git:\n      url: {repo.url}\n      ref: v1\n"
+            "      subdirectory: pol\n"
+            f"- name: idx\n  source:\n    pip:\n      package: gwbtest-idx\n"
+            f'      version: "~=1.0"\n      index_url: {index.http_url}\n'
+        )
+        assert project.run("lock") == 0
+        assert "hint:" not in capsys.readouterr().err  # nothing newer yet
+        write_policy(folder, "gitpol", version="v1.1.0", requirements=["tinydep==1.0.0"])
+        repo.commit("v1.1.0")
+        repo.tag("v1.1.0")
+        index.add(policy_wheel(dists, "idx", "gwbtest-idx", "1.2.0", requires=["tinydep<2"]))
+        index.add(policy_wheel(dists, "idx", "gwbtest-idx", "2.0.0", requires=["tinydep<2"]))
+        assert project.run("lock") == 0
+        captured = capsys.readouterr()
+        assert "unchanged" in captured.out  # still pinned ...
+        hints = [line for line in captured.err.splitlines() if line.startswith("hint: ")]
+        assert hints == [  # ... but it says what an upgrade brings (2.0.0 is outside ~=1.0)
+            "hint: policy 'gitpol': tag v1.1.0 is available (locked: v1.0.0); "
+            "run `gateway-builder lock --upgrade-policy gitpol`",
+            "hint: policy 'idx': release gwbtest-idx==1.2.0 is available (locked: "
+            "gwbtest-idx==1.0.0); run `gateway-builder lock --upgrade-policy idx`",
+        ]
+        before = project.lock.read_bytes()
+        assert project.run("lock", "--outdated", "--json") == 0
+        listed = json.loads(capsys.readouterr().out)["outdated"]
+        assert listed == [
+            {"name": "gitpol", "kind": "tag", "locked": "v1.0.0", "newest": "v1.1.0"},
+            {
+                "name": "idx",
+                "kind": "release",
+                "locked": "gwbtest-idx==1.0.0",
+                "newest": "gwbtest-idx==1.2.0",
+            },
+        ]
+        assert project.lock.read_bytes() == before  # --outdated writes nothing
+        assert project.run("lock", "--upgrade-policy", "gitpol", "--upgrade-policy", "idx") == 0
+        capsys.readouterr()
+        assert project.run("lock", "--outdated") == 0
+        assert "0 policies with a newer source" in capsys.readouterr().out
+    finally:
+        index.stop()
