@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,27 @@ from gateway_builder.redact import redact_text
 from gateway_builder.ui import UI
 
 EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the version as text, or as JSON when ``--json`` is on the command line."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        argv = getattr(parser, "argv", None)
+        as_json = getattr(namespace, "json", False) or "--json" in (
+            sys.argv[1:] if argv is None else argv
+        )
+        if as_json:
+            sys.stdout.write(json.dumps({"ok": True, "version": __version__}) + "\n")
+        else:
+            sys.stdout.write(f"gateway-builder {__version__}\n")
+        raise SystemExit(EXIT_OK)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,7 +83,7 @@ def _global_flags(*, top: bool = False) -> argparse.ArgumentParser:
         "--quiet",
         action="store_true",
         default=False if top else argparse.SUPPRESS,
-        help="errors only",
+        help="errors only (no progress lines, warnings or result table)",
     )
     return p
 
@@ -93,14 +115,20 @@ def _fetch_flags() -> argparse.ArgumentParser:
         "--lock-file",
         type=Path,
         default=None,
-        help=f"lock file, whose pinned sources fetch reuses (default: {defaults.LOCK_FILE_NAME} next to python-build.yaml)",
+        help="the lock file, whose pinned sources fetch reuses (default: named after the Python "
+        "manifest and next to it: python-build.yaml -> python-build.lock, other.yaml -> other.lock)",
     )
     return p
 
 
 def _lock_flags() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--resolver", choices=defaults.RESOLVERS, default=defaults.DEFAULT_RESOLVER)
+    p.add_argument(
+        "--resolver",
+        choices=defaults.RESOLVERS,
+        default=defaults.DEFAULT_RESOLVER,
+        help=f"what resolves the requirements: uv (fast) or pip-tools (default: {defaults.DEFAULT_RESOLVER})",
+    )
     p.add_argument(
         "--platform",
         dest="platforms",
@@ -156,7 +184,11 @@ def _render_flags() -> argparse.ArgumentParser:
         "--source-date-epoch",
         type=int,
         default=None,
-        help="timestamp for the created label (default: $SOURCE_DATE_EPOCH or the lock's)",
+        metavar="SECONDS",
+        help="the image's time: its created label and the file times of its last layer (registry, "
+        "build manifest); each builder stage keeps the time of its own inputs, never later than "
+        "this (default: $SOURCE_DATE_EPOCH, else the newest git commit in the lock, else "
+        "1980-01-01)",
     )
     return p
 
@@ -180,15 +212,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a tested, reproducible gateway-runtime image from build.yaml + python-build.yaml.",
         parents=[_global_flags(top=True)],
     )
-    parser.add_argument("--version", action="version", version=f"gateway-builder {__version__}")
-    sub: Any = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        help="print the version and exit (JSON with --json)",
+    )
+    sub: Any = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser, help="the step to run"
+    )
     sub.required = True
 
     sub.add_parser("validate", parents=[g, m], help="check both manifests")
 
     sp = sub.add_parser("schema", parents=[g], help="print the JSON Schema of the manifests")
     sp.add_argument(
-        "manifest", nargs="?", default="all", choices=("all", "build.yaml", "python-build.yaml")
+        "manifest",
+        nargs="?",
+        default="all",
+        choices=("all", "build.yaml", "python-build.yaml"),
+        help="whose schema to print: build.yaml, python-build.yaml, or all (default: both, "
+        "keyed by file name)",
     )
 
     sub.add_parser("fetch", parents=[g, m, f], help="fetch Python policies into the cache")
@@ -197,9 +241,32 @@ def build_parser() -> argparse.ArgumentParser:
         "lock", parents=[g, m, f, lk], help="lock each policy per Python version, with hashes"
     )
     sp.add_argument("--upgrade", action="store_true", help="re-resolve every policy")
-    sp.add_argument("--upgrade-policy", action="append", default=[], metavar="NAME")
-    sp.add_argument("--upgrade-package", action="append", default=[], metavar="PKG")
-    sp.add_argument("--check", action="store_true", help="exit 1 with a diff if the lock is stale")
+    sp.add_argument(
+        "--upgrade-policy",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="re-resolve one policy: its source (newest matching tag or release) and its "
+        "dependencies (repeatable)",
+    )
+    sp.add_argument(
+        "--upgrade-package",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="move one dependency to its newest allowed version wherever it is pinned (repeatable)",
+    )
+    sp.add_argument(
+        "--check",
+        action="store_true",
+        help="verify the lock (inputs, pins and hashes) without writing it; exit 1 with the "
+        "reason and a diff if it is stale, edited or inconsistent",
+    )
+    sp.add_argument(
+        "--outdated",
+        action="store_true",
+        help="list policies whose source has a newer matching tag or release; write nothing",
+    )
 
     sp = sub.add_parser(
         "render", parents=[g, m, f, lk, r], help="write a self-contained build context"
@@ -219,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-context", type=Path, default=None, help="build an already rendered context"
     )
     sp.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
+    sp.add_argument(
+        "--keep-stage-images",
+        action="store_true",
+        help="keep the builder stages' images (Docker's layer cache for them, listed as <none>): "
+        "a rebuild then reruns only the stages whose inputs changed; by default the build "
+        "removes every image it created except the result",
+    )
 
     _add_image_commands(sub, g)
     _add_policy_commands(sub, g)
@@ -247,9 +321,25 @@ def _add_image_commands(sub: Any, g: argparse.ArgumentParser) -> None:
     )
 
     sp = sub.add_parser("bases", parents=[g], help="local base images built from Debian packages")
-    sp.add_argument("action", choices=("build",))
-    sp.add_argument("--python", dest="pythons", action="append", default=[], metavar="VERSION")
-    sp.add_argument("--python-prefix", action="append", default=[], metavar="VERSION=DIR")
+    sp.add_argument(
+        "action", choices=("build",), help="build: build (or reuse) the local base images"
+    )
+    sp.add_argument(
+        "--python",
+        dest="pythons",
+        action="append",
+        default=[],
+        metavar="VERSION",
+        help=f"a Python base to build (repeatable; default: {defaults.DEFAULT_PYTHON})",
+    )
+    sp.add_argument(
+        "--python-prefix",
+        action="append",
+        default=[],
+        metavar="VERSION=DIR",
+        help="interpreter prefix to copy into that Python base (default: discovered with pyenv); "
+        "its version is built too",
+    )
     sp.add_argument(
         "--rebuild", action="store_true", help="ignore existing local bases and the layer cache"
     )
@@ -315,6 +405,8 @@ def _run(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gateway-builder`` console script."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser.argv = argv  # type: ignore[attr-defined]  # for --version --json in either order
     args = parser.parse_args(argv)
     ui = UI(verbosity=-1 if args.quiet else args.verbose, json_mode=args.json)
     try:
@@ -324,7 +416,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.details:
             sys.stderr.write(redact_text(exc.details).rstrip() + "\n")
         if args.json:
-            ui.result({"ok": False, "error": exc.message, "exit_code": exc.exit_code})
+            # A command whose failure has a result of its own (the smoke test's step table)
+            # keeps that shape, with the error added.
+            ui.result(
+                {
+                    **(exc.result or {}),
+                    "ok": False,
+                    "error": exc.message,
+                    "exit_code": exc.exit_code,
+                }
+            )
         return exc.exit_code
     except KeyboardInterrupt:
         ui.error("interrupted")
