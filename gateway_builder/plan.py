@@ -51,6 +51,8 @@ class PythonPolicyPlan:
     #: Index the requirements were locked from (the manifest's ``index_url`` of an index source;
     #: None: the default index). May carry credentials: pass it to download_artifacts, never print.
     index_url: str | None = field(default=None, repr=False, compare=False)
+    #: ``InitPolicy`` timeout; None: ``timeout_ms``.
+    init_timeout_ms: int | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -164,6 +166,7 @@ def make_plan(
                 requirements=entry.env.requirements(platform),
                 failure_mode=f.spec.failure_mode,
                 timeout_ms=f.spec.timeout_ms,
+                init_timeout_ms=f.spec.init_timeout_ms,
                 isolation=f.spec.isolation,
                 workers=f.spec.workers,
                 params_json=canonical_json(f.spec.params),

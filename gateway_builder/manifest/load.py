@@ -191,6 +191,7 @@ def load_python_manifest(path: Path) -> tuple[PythonBuildManifest, list[PythonPo
                 python=entry.python,
                 failure_mode=entry.failure_mode or d.failure_mode,
                 timeout_ms=entry.timeout_ms or d.timeout_ms,
+                init_timeout_ms=entry.init_timeout_ms or d.init_timeout_ms,
                 isolation=entry.isolation or d.isolation,
                 workers=entry.workers or d.workers,
                 params=dict(entry.params),

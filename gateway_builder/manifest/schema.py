@@ -120,6 +120,8 @@ class Defaults(_Strict):
     python: str = defaults.DEFAULT_PYTHON
     failure_mode: FailureMode = defaults.DEFAULT_FAILURE_MODE
     timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] = defaults.DEFAULT_TIMEOUT_MS
+    #: ``InitPolicy`` (``get_policy``) timeout; default: the policy's ``timeout_ms``.
+    init_timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
     isolation: Isolation = defaults.DEFAULT_ISOLATION
     workers: Annotated[int, Field(ge=1, le=64)] = defaults.DEFAULT_WORKERS
 
@@ -214,6 +216,7 @@ class PythonPolicyEntry(_Strict):
     python: str | None = None
     failure_mode: FailureMode | None = None
     timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
+    init_timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
     isolation: Isolation | None = None
     workers: Annotated[int, Field(ge=1, le=64)] | None = None
     params: dict[str, Any] = Field(default_factory=dict)

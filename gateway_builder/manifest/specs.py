@@ -72,6 +72,8 @@ class PythonPolicySpec:
     origin: str = ""  # "manifests/python-build.yaml:12:5" for messages
     declared_in: str = ""  # "python-build.yaml" or "build.yaml"
     default_python: str = defaults.DEFAULT_PYTHON
+    #: ``InitPolicy`` timeout; None: ``timeout_ms``.
+    init_timeout_ms: int | None = None
 
 
 @dataclass(frozen=True)

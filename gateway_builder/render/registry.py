@@ -23,6 +23,7 @@ def registry_entry(policy: PythonPolicyPlan) -> PolicyEntry:
         python_version=policy.python_version,
         failure_mode=policy.failure_mode,
         timeout_ms=policy.timeout_ms,
+        init_timeout_ms=policy.init_timeout_ms or policy.timeout_ms,
         isolation=policy.isolation,
         workers=policy.workers,
         params=policy.params,

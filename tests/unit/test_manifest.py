@@ -503,3 +503,34 @@ def test_schema_command_prints_both(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(schemas) == {"build.yaml", "python-build.yaml"}
     assert schemas["python-build.yaml"]["additionalProperties"] is False
     assert "policies" in schemas["build.yaml"]["required"]
+
+
+def test_init_timeout_ms_defaults_to_timeout_ms_and_can_be_set(
+    tmp_path: Path, policy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = """
+    version: v1
+    defaults: {timeout_ms: 2000}
+    policies:
+      - name: plain
+        source: {path: ./pol}
+      - name: slow-init
+        source: {path: ./pol}
+        init_timeout_ms: 60000
+    """
+    p = write(tmp_path, "python-build.yaml", text)
+    specs = {s.name: s for s in load_manifests(None, p).python_policies()}
+    assert (specs["plain"].timeout_ms, specs["plain"].init_timeout_ms) == (2000, None)
+    assert specs["slow-init"].init_timeout_ms == 60000
+    # A default for every policy, and a bad value: one located error, exit 2.
+    p = write(
+        tmp_path, "python-build.yaml", text.replace("{timeout_ms: 2000}", "{init_timeout_ms: 9}")
+    )
+    assert {s.name: s.init_timeout_ms for s in load_manifests(None, p).python_policies()} == {
+        "plain": 9,
+        "slow-init": 60000,
+    }
+    p = write(tmp_path, "python-build.yaml", text.replace("60000", "0"))
+    assert main(["validate", "--python-build-file", str(p)]) == 2
+    [err] = capsys.readouterr().err.strip().splitlines()
+    assert err.endswith("policies[1].init_timeout_ms: expected a number greater than 0"), err

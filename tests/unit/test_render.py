@@ -269,6 +269,7 @@ def test_registry_matches_the_contract_and_the_executor_reads_it(
         "python_version": "3.11",
         "failure_mode": "fail",
         "timeout_ms": 5000,
+        "init_timeout_ms": 5000,
         "isolation": "worker",
         "workers": 2,
         "params": {"action": "mask"},
