@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from gateway_executor import defaults
+from gateway_executor import defaults, output
 from gateway_executor.affinity import AffinityError, Placement
 from gateway_executor.config import ConfigError, ExecutorConfig, parse_config
 from gateway_executor.engine import Engine, Settings
@@ -34,8 +34,9 @@ class StartError(RuntimeError):
 
 
 def setup_logging(level: str) -> None:
-    """One line per record on stdout: ``time [LEVEL] logger: message``."""
-    handler = logging.StreamHandler(sys.stdout)
+    """One line per record on stdout: ``time [LEVEL] logger: message``, written by the
+    stdout writer thread, which policy output never blocks (``output.py``)."""
+    handler = output.SinkHandler(output.sink())
     handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -28,7 +28,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from gateway_executor import framing, procs
+from gateway_executor import framing, output, procs
 from gateway_executor.containment import Launch
 from gateway_executor.framing import FrameError, FrameReader, encode
 from gateway_executor.registry import PolicyEntry
@@ -336,6 +336,9 @@ class WorkerProcess:
         if ctrl_r is not None:
             args += ["--control-fd", str(ctrl_r)]
             fds += (ctrl_r,)
+        # stdout and stderr: pipes of its own, read by the output pump (never the executor's).
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         launch = spawner.launch
         try:
             with launch.spawning():
@@ -343,20 +346,27 @@ class WorkerProcess:
                     args,
                     pass_fds=fds,
                     stdin=subprocess.DEVNULL,
+                    stdout=out_w,
+                    stderr=err_w,
                     close_fds=True,
                     start_new_session=True,
                     **launch.popen_kwargs(entry),
                 )
         except OSError as exc:
             parent.close()
-            for fd in (ctrl_r, ctrl_w):
+            for fd in (ctrl_r, ctrl_w, out_r, err_r):
                 if fd is not None:
                     os.close(fd)
             raise WorkerDied(f"cannot start {entry.python}: {exc.strerror or exc}") from exc
         finally:
             child.close()
+            os.close(out_w)
+            os.close(err_w)
         if ctrl_r is not None:
             os.close(ctrl_r)
+        pump = output.pump()
+        pump.add(out_r, entry.name, proc.pid, "out")
+        pump.add(err_r, entry.name, proc.pid, "err")
         return cls(entry, proc, parent, ctrl_w, spawner)
 
     # ---- parking: the driver sleeps while a submitting thread reads -------------------------
