@@ -1,26 +1,35 @@
 """Validation of a fetched policy: ``policy-definition.yaml``, ``policy.py`` and the manifest params.
 
-Nothing here imports or runs policy code: ``policy.py`` is checked with :mod:`ast`.
+Nothing here imports or runs policy code: ``policy.py`` is checked with :mod:`ast`. Both files
+are untrusted and read within bounds: the definition through the one bounded YAML loader, the
+module with a size cap and a guarded, serialized parse.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 from jsonschema.exceptions import SchemaError, best_match
 
 from gateway_builder import defaults
-from gateway_builder.errors import InputError
+from gateway_builder.errors import InputError, ManifestError
 from gateway_builder.manifest import PythonPolicySpec
+from gateway_builder.manifest.yamlpos import DEFINITION_LIMITS, load_yaml
 
 VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+$")
 _PY_RE = re.compile(r"^3\.(\d{1,2})(?:\.\d+)?$")
+#: Largest ``policy.py`` checked (read before parsing; a policy module is far smaller).
+MAX_POLICY_PY_BYTES = 512 << 10
+#: ``ast.parse`` is not thread-safe on CPython 3.11 (its AST conversion keeps the recursion depth
+#: per interpreter, so two threads parsing at once can fail with "AST constructor recursion depth
+#: mismatch"); fetch checks policies in parallel, so parsing is serialized.
+_AST_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -48,13 +57,14 @@ def load_definition(definition_dir: Path, what: str) -> PolicyDefinition:
             f"{what}: {defaults.POLICY_DEFINITION_FILE} not found in the policy source"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise InputError(
-            f"{what}: {defaults.POLICY_DEFINITION_FILE} is not valid YAML{where}"
-        ) from None
+        data, _ = load_yaml(
+            path,
+            defaults.POLICY_DEFINITION_FILE,
+            limits=DEFINITION_LIMITS,
+            empty="file is empty, expected a mapping with 'name' and 'version'",
+        )
+    except ManifestError as exc:
+        raise InputError(f"{what}: {exc.message}") from None
     if not isinstance(data, dict):
         raise InputError(f"{what}: {defaults.POLICY_DEFINITION_FILE}: expected a mapping")
     name, version = data.get("name"), data.get("version")
@@ -168,12 +178,22 @@ def check_entry_module(policy_py: Path, what: str) -> None:
         raise InputError(
             f"{what}: {defaults.POLICY_ENTRY_MODULE}.py not found in the policy source"
         )
+    with policy_py.open("rb") as fh:
+        source = fh.read(MAX_POLICY_PY_BYTES + 1)
+    if len(source) > MAX_POLICY_PY_BYTES:
+        raise InputError(f"{what}: policy.py is larger than {MAX_POLICY_PY_BYTES} bytes")
     try:
-        tree = ast.parse(policy_py.read_bytes(), filename="policy.py")
+        with _AST_LOCK:
+            tree = ast.parse(source, filename="policy.py")
     except SyntaxError as exc:
         raise InputError(f"{what}: policy.py:{exc.lineno}: syntax error: {exc.msg}") from None
     except ValueError as exc:
         raise InputError(f"{what}: policy.py cannot be parsed: {exc}") from None
+    except (RecursionError, MemoryError):
+        # CPython's parser and AST conversion give up on very deep nesting this way.
+        raise InputError(
+            f"{what}: policy.py is nested too deeply to be checked (simplify the expression)"
+        ) from None
     if not _defines_get_policy(tree.body, what):
         raise InputError(
             f"{what}: policy.py does not define a module-level get_policy(metadata, params)"

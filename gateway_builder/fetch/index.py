@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -36,6 +35,7 @@ from packaging.version import InvalidVersion, Version
 
 from gateway_builder import defaults
 from gateway_builder.errors import BuildError, InputError
+from gateway_builder.manifest.yamlpos import JSON_LIMITS, load_json
 from gateway_builder.redact import redact_url
 
 _ACCEPT = (
@@ -177,7 +177,8 @@ class IndexClient:
         page = urljoin(self.url, f"{project}/")
         try:
             with self._open(page, _ACCEPT) as resp:
-                body = resp.read()
+                # An index page is untrusted: read no more than the JSON limit allows.
+                body = resp.read(JSON_LIMITS.max_bytes + 1)
                 ctype = resp.headers.get("Content-Type", "")
                 final = resp.geturl()
         except urllib.error.HTTPError as exc:
@@ -189,20 +190,38 @@ class IndexClient:
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise BuildError(f"package index {self.display} unreachable: {reason}") from None
+        label = f"package index {self.display}: project {project}"
+        if len(body) > JSON_LIMITS.max_bytes:
+            raise BuildError(f"{label}: the page is larger than {JSON_LIMITS.max_bytes} bytes")
         if "json" in ctype:
-            return self._parse_json(body, final)
+            return self._parse_json(body, final, label)
         return self._parse_html(body.decode("utf-8", "replace"), final)
 
-    def _parse_json(self, body: bytes, base: str) -> list[IndexFile]:
-        data = json.loads(body)
+    def _parse_json(self, body: bytes, base: str, label: str) -> list[IndexFile]:
+        try:
+            data = load_json(body, label)
+        except InputError as exc:
+            raise BuildError(exc.message) from None
+        files = data.get("files") if isinstance(data, dict) else None
+        if not isinstance(files, list):
+            raise BuildError(f"{label}: not a PEP 691 project page (no 'files' list)")
         out = []
-        for f in data.get("files", []):
-            url = urljoin(base, f["url"])
-            sha = (f.get("hashes") or {}).get("sha256")
-            yanked = bool(f.get("yanked"))
+        for f in files:
+            if not isinstance(f, dict):
+                continue
+            filename, url = f.get("filename"), f.get("url")
+            if not isinstance(filename, str) or not isinstance(url, str):
+                continue
+            hashes = f.get("hashes")
+            sha = hashes.get("sha256") if isinstance(hashes, dict) else None
+            requires = f.get("requires-python")
             out.append(
                 IndexFile(
-                    f["filename"], _strip_fragment(url), sha, f.get("requires-python"), yanked
+                    filename,
+                    _strip_fragment(urljoin(base, url)),
+                    sha if isinstance(sha, str) else None,
+                    requires if isinstance(requires, str) else None,
+                    bool(f.get("yanked")),
                 )
             )
         return out

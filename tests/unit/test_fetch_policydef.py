@@ -107,7 +107,7 @@ def test_bad_version(policy: Path, version: str) -> None:
 
 def test_bad_yaml_and_bad_schema(policy: Path) -> None:
     (policy / "policy-definition.yaml").write_text("name: demo\nversion: [unclosed\n")
-    assert "is not valid YAML (line" in error_of(policy)
+    assert "policy-definition.yaml:3:1: invalid YAML" in error_of(policy)
     (policy / "policy-definition.yaml").write_text(
         "name: demo\nversion: v1.0.0\nparameters:\n  type: 12\n"
     )
