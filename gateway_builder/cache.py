@@ -10,17 +10,21 @@ Layout under the cache root (``--cache-dir``, ``$GATEWAY_BUILDER_CACHE_DIR`` or 
     uv/, pip/, venvs/                        resolver caches and pip-tools interpreters
 
 Entries are written to a temp name and renamed into place, so a crash never leaves a half-written
-entry that a later run would trust.
+entry that a later run would trust. Nothing in the cache is trusted either: an artifact is hashed
+again before use, and a tree is compared with the content hash recorded when it was written
+(``records/tree/``); an entry changed since (by hand, by a tool, on a bad disk) is reported with its
+path, removed and fetched again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +36,7 @@ from gateway_builder.digest import sha256_file, sha256_text
 from gateway_builder.errors import InputError
 
 _CHUNK = 1 << 20
+_log = logging.getLogger("gateway_builder.cache")
 
 
 def default_cache_dir() -> Path:
@@ -71,6 +76,8 @@ class Cache:
 
     root: Path
     offline: bool = False
+    #: Where a cache entry found changed is reported (the command's UI sets it).
+    warn: Callable[[str], None] = field(default=_log.warning, repr=False, compare=False)
 
     @classmethod
     def open(cls, root: Path | None = None, *, offline: bool = False) -> Cache:
@@ -89,12 +96,30 @@ class Cache:
         return self.root / "artifacts" / "sha256" / hexdigest[:2] / hexdigest
 
     def artifact(self, sha256: str) -> Path | None:
-        """The cached file with this sha256 (``<hex>`` or ``sha256:<hex>``), if present."""
+        """The cached file with this sha256 (``<hex>`` or ``sha256:<hex>``), if present and its
+        bytes still have that hash (a changed one is reported and removed: fetch it again)."""
         folder = self._artifact_dir(sha256)
         if not folder.is_dir():
             return None
         files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
-        return files[0] if len(files) == 1 else None
+        if len(files) != 1:
+            return None
+        if sha256_file(files[0]) != sha256.removeprefix("sha256:"):
+            self._discard(files[0].parent, "its sha256 is not the one it is stored under")
+            return None
+        return files[0]
+
+    def _discard(self, path: Path, why: str) -> None:
+        """Report a changed cache entry and move it out of the way (then delete it)."""
+        self.warn(
+            f"the fetch cache entry {path} was changed after it was written ({why}): fetching it again"
+        )
+        gone = path.with_name(f".discarded-{path.name}-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.replace(path, gone)
+        except FileNotFoundError:
+            return  # another process discarded it first
+        shutil.rmtree(gone, ignore_errors=True)
 
     def put_artifact(self, src: Path, filename: str | None = None) -> tuple[Path, str]:
         """Copy ``src`` into the cache under its sha256; return (cached path, hex sha256)."""
@@ -129,15 +154,35 @@ class Cache:
         """Where the tree ``kind/key`` lives (it exists only once completely written)."""
         return self.root / "trees" / kind / key
 
-    def put_tree(self, kind: str, key: str, fill: Callable[[Path], None]) -> Path:
-        """Create the tree ``kind/key`` by calling ``fill(tmp_dir)``, unless it already exists."""
+    def put_tree(
+        self,
+        kind: str,
+        key: str,
+        fill: Callable[[Path], None],
+        *,
+        digest: Callable[[Path], str],
+        expected: str | None = None,
+    ) -> Path:
+        """The tree ``kind/key``, created by calling ``fill(tmp_dir)`` unless it exists and is
+        unchanged.
+
+        ``digest(tree)`` is recorded when the tree is written; an existing tree must still have
+        it (or ``expected``, for trees keyed by their own content hash), else it is reported,
+        removed and filled again."""
         final = self.tree(kind, key)
         if final.is_dir():
-            return final
+            recorded = expected or (self.read_record("tree", f"{kind}/{key}") or {}).get("digest")
+            if recorded is not None and digest(final) == recorded:
+                return final
+            if recorded is None:  # written before trees were recorded: cannot tell, refill
+                shutil.rmtree(final, ignore_errors=True)
+            else:
+                self._discard(final, "its content hash is not the one recorded")
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
         try:
             fill(tmp)
+            self.write_record("tree", f"{kind}/{key}", {"digest": digest(tmp)})
             try:
                 os.replace(tmp, final)
             except OSError:

@@ -98,6 +98,8 @@ class Session:
     ) -> list[FetchedPolicy]:
         """Fetch every Python policy, reusing the lock's pinned sources unless upgrading."""
         check_lock_owner(self.previous, self.manifest, self.lock_path)
+        if ui is not None:
+            self.cache.warn = ui.warn
         pins = {} if upgrade else pins_from_lock(self.previous, skip=upgrade_policies)
         return fetch_policies(
             self.manifests.python_policies(), self.cache, base=self.base, pins=pins, ui=ui

@@ -17,7 +17,7 @@ import git
 
 from gateway_builder.cache import Cache
 from gateway_builder.errors import BuildError, InputError
-from gateway_builder.fetch.tree import check_tree, extract_tar, safe_relpath
+from gateway_builder.fetch.tree import check_tree, content_hash, extract_tar, safe_relpath
 from gateway_builder.redact import redact_text, redact_url
 from gateway_builder.toolenv import first_line, isolated_env
 
@@ -357,4 +357,4 @@ def _extract(remote: GitRemote, commit: str, subdirectory: str | None, what: str
             extract_tar(tar, dest, what, strip=sub)
         check_tree(dest, what)
 
-    return remote.cache.put_tree("git", key, fill)
+    return remote.cache.put_tree("git", key, fill, digest=content_hash)

@@ -195,6 +195,7 @@ def _packaged_layout(
         "wheel",
         f"{sha}-{info.top_level}",
         lambda dest: _extract_package(wheel, dest, what, info.top_level),
+        digest=content_hash,
     )
     package_dir = tree / info.top_level
     definition_dir = package_dir

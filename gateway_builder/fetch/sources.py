@@ -105,7 +105,11 @@ def from_path(spec: PythonPolicySpec, src: PathSource, cache: Cache, base: Path)
         copy_tree(src.path, staging, what)
         digest = content_hash(staging)
         root = cache.put_tree(
-            "path", digest.removeprefix("sha256:"), lambda dest: _move_children(staging, dest)
+            "path",
+            digest.removeprefix("sha256:"),
+            lambda dest: _move_children(staging, dest),
+            digest=content_hash,
+            expected=digest,
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
