@@ -14,7 +14,6 @@ The folder is linked into the registry's ``sys_path`` as the package it becomes 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -90,10 +89,20 @@ def _executor_root() -> Path:
     return Path(gateway_executor.__file__).resolve().parent.parent
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask the kernel to stop the executor if the process that started it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+#: ``python -c`` program that starts the executor: it first asks the kernel for SIGTERM when
+#: the process that started it dies (``PR_SET_PDEATHSIG``; no ``preexec_fn``, which is unsafe in
+#: a process with threads), quits if that process is already gone, then runs
+#: ``python -m gateway_executor`` with the remaining arguments.
+_BOOTSTRAP = """\
+import ctypes, os, runpy, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv.pop(1)):
+    sys.exit(0)
+runpy.run_module("gateway_executor", run_name="__main__", alter_sys=True)
+"""
 
 
 def _enum_names(message: Any) -> dict[str, str]:
@@ -225,8 +234,9 @@ class PolicyHarness:
         self._logfile = work / "executor.log"
         cmd = [
             sys.executable,
-            "-m",
-            "gateway_executor",
+            "-c",
+            _BOOTSTRAP,
+            str(os.getpid()),
             "--registry",
             str(registry),
             "--listen",
@@ -246,8 +256,12 @@ class PolicyHarness:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
+
+    @property
+    def executor_pid(self) -> int | None:
+        """The executor's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
 
     def executor_log(self) -> str:
         """What the executor logged so far (its workers' output included)."""

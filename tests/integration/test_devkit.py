@@ -340,3 +340,36 @@ def test_the_built_wheel_ships_the_scaffold_templates_and_the_harness(tmp_path: 
     }
     assert wanted and wanted <= names
     assert {"gateway_builder/testing.py", "gateway_builder/py.typed"} <= names
+
+
+def test_the_executor_does_not_outlive_a_killed_harness(
+    tmp_path: Path, devkit_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = scaffold(tmp_path, "orphan", capsys=capsys)
+    script = (
+        "import sys, time\n"
+        "from gateway_builder.testing import PolicyHarness\n"
+        "h = PolicyHarness(sys.argv[1]).start()\n"
+        "print(h.executor_pid, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(folder)],
+        env=devkit_env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        executor = int(proc.stdout.readline())
+        assert Path(f"/proc/{executor}").exists()
+    finally:
+        proc.kill()
+        proc.wait(30)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{executor}").exists():
+        state = Path(f"/proc/{executor}/stat").read_text(errors="replace")
+        if state[state.rindex(")") + 2] == "Z":
+            break
+        assert time.monotonic() < deadline, "the executor outlived the process that started it"
+        time.sleep(0.1)
