@@ -99,9 +99,19 @@ def _env() -> dict[str, str]:
     return isolated_env({"GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh"})
 
 
-def _error(what: str, exc: git.GitCommandError) -> BuildError:
+#: git's words for a repository that is not there (or not readable with these credentials):
+#: bad input (exit 2) like a missing ref, not a failure of the machine (a refused connection).
+_MISSING_REPO = re.compile(
+    r"does not appear to be a git repository|repository .*not found|not found: repository|"
+    r"returned error: 40[134]|authentication failed|could not read (username|password)",
+    re.IGNORECASE,
+)
+
+
+def _error(what: str, exc: git.GitCommandError) -> BuildError | InputError:
     stderr = redact_text(str(exc.stderr or "")).strip().removeprefix("stderr:").strip(" '")
-    return BuildError(f"{what}: {first_line(stderr) or 'git failed'}", details=stderr or None)
+    kind = InputError if _MISSING_REPO.search(stderr) else BuildError
+    return kind(f"{what}: {first_line(stderr) or 'git failed'}", details=stderr or None)
 
 
 class GitRemote:

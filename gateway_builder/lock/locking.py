@@ -40,7 +40,7 @@ from gateway_builder.fetch import FetchedPolicy, SourcePin, read_requirements_tx
 from gateway_builder.fetch.index import file_project, file_version
 from gateway_builder.lock.file import Lock, LockedEnv, LockedPackage, LockedPolicy, read_lock
 from gateway_builder.lock.resolve import Resolver, ResolveRequest, dedupe, get_resolver
-from gateway_builder.manifest import Manifests
+from gateway_builder.manifest import Manifests, PathSource
 from gateway_builder.options import LockOptions
 from gateway_builder.ui import UI
 
@@ -140,6 +140,16 @@ def _env_digest(
     return {"python": python, "requirements": list(requirements), "platforms": sorted(platforms)}
 
 
+def requirements_origin(fetched: FetchedPolicy) -> str:
+    """Where a policy's requirements come from, as the user knows it (for resolver errors)."""
+    if fetched.artifact is not None:
+        return f"Requires-Dist of {fetched.artifact.filename}"
+    src = fetched.spec.source
+    if isinstance(src, PathSource):
+        return f"{src.path / 'requirements.txt'}"
+    return f"requirements.txt of {fetched.display}"
+
+
 def policy_requirements(fetched: FetchedPolicy) -> tuple[str, ...]:
     """A policy's resolver input: its own requirements plus the SDK."""
     return dedupe([*fetched.requirements, defaults.SDK_REQUIREMENT])
@@ -192,6 +202,7 @@ class _EnvTask:
     upgrade: bool
     upgrade_packages: tuple[str, ...]
     packages: dict[str, tuple[LockedPackage, ...]] = field(default_factory=dict)
+    origin: str = ""
 
 
 def _requirement_names(lines: Sequence[str]) -> set[str]:
@@ -263,7 +274,7 @@ def _env_tasks(
     )
     for f in sorted(fetched, key=lambda f: f.name):
         prev_pol = previous.policy(f.name) if previous else None
-        tasks[f"policy:{f.name}"] = task(
+        tasks[f"policy:{f.name}"] = policy_task = task(
             f"policy '{f.name}'",
             f.python_version,
             policy_requirements(f),
@@ -272,6 +283,7 @@ def _env_tasks(
             prev_pol.env if prev_pol else None,
             opts.upgrade or f.name in opts.upgrade_policies,
         )
+        policy_task.origin = requirements_origin(f)
     return tasks
 
 
@@ -290,6 +302,7 @@ def _resolve(
             request = ResolveRequest(
                 label=t.label,
                 requirements=t.requirements,
+                origin=t.origin,
                 python_version=t.python,
                 platform=platform,
                 index_url=t.index_url,

@@ -29,7 +29,6 @@ from gateway_builder.lock.file import LockedPackage
 from gateway_builder.redact import redact_text
 from gateway_builder.toolenv import (
     find_python,
-    first_line,
     isolated_env,
     run_tool,
     tool_version,
@@ -54,6 +53,8 @@ class ResolveRequest:
     preferences: tuple[LockedPackage, ...] = ()
     upgrade: bool = False
     upgrade_packages: tuple[str, ...] = ()
+    #: Where the requirements come from, for messages (a policy's requirements.txt).
+    origin: str = ""
 
 
 class Resolver(Protocol):
@@ -69,12 +70,30 @@ class Resolver(Protocol):
         """Pinned packages (sorted by name) for the request's target."""
 
 
-def _failure(request: ResolveRequest, tool: str, details: str) -> BuildError:
-    reason = first_line(details) or "no explanation"
-    return BuildError(
-        f"cannot resolve the requirements of {request.label} for Python {request.python_version} "
-        f"on {request.platform} with {tool}: {reason}",
-        details=details or None,
+#: A resolver's words for requirements that no set of releases satisfies: bad input (exit 2).
+_UNSATISFIABLE = re.compile(
+    r"no solution found|unsatisfiable|ResolutionImpossible|could not find a version that "
+    r"satisfies|no matching distribution",
+    re.IGNORECASE,
+)
+#: Box drawing and labels uv puts in front of its explanation lines.
+_DECORATION = re.compile(r"^[\s\u00d7\u2500-\u257f\u25b6|:*-]*(error:\s*|cause:\s*|ERROR:\s*)?")
+
+
+def _failure(request: ResolveRequest, tool: str, details: str) -> BuildError | InputError:
+    """One error naming the environment, where its requirements come from and the reason; the
+    resolver's other lines follow as details (nothing is printed twice)."""
+    lines = [_DECORATION.sub("", line).strip() for line in details.splitlines()]
+    lines = [line for line in lines if line]
+    because = [line for line in lines if line.startswith("Because ")]
+    reason = because[0] if because else (lines[0] if lines else "no explanation")
+    rest = [line for line in lines if line != reason]
+    origin = f" ({request.origin})" if request.origin else ""
+    kind = InputError if _UNSATISFIABLE.search(details) else BuildError
+    return kind(
+        f"cannot resolve the requirements of {request.label}{origin} for Python "
+        f"{request.python_version} on {request.platform} with {tool}: {reason}",
+        details="\n".join(rest) or None,
     )
 
 

@@ -212,8 +212,8 @@ def test_offline_miss_is_a_clear_error(versioned_repo: GitRepo, tmp_path: Path) 
         fetch(versioned_repo, "v1.0.0", offline)
 
 
-def test_unreachable_remote(fetch_cache: Cache, tmp_path: Path) -> None:
-    with pytest.raises(BuildError, match="cannot read"):
+def test_a_missing_repository_is_bad_input(fetch_cache: Cache, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"cannot read .*does not appear to be a git repository"):
         fetch_git(
             (tmp_path / "no-such-repo").as_uri(),
             "v1",
@@ -222,6 +222,16 @@ def test_unreachable_remote(fetch_cache: Cache, tmp_path: Path) -> None:
             what="t",
             base_dir=tmp_path,
         )
+
+
+def test_an_unreachable_server_is_a_failure_not_bad_input(
+    fetch_cache: Cache, tmp_path: Path
+) -> None:
+    with pytest.raises(BuildError, match="cannot read") as info:
+        fetch_git(
+            "http://127.0.0.1:1/repo.git", "v1", None, fetch_cache, what="t", base_dir=tmp_path
+        )
+    assert not isinstance(info.value, InputError)
 
 
 def test_fetch_policy_from_git_simple_and_packaged(

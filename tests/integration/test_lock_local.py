@@ -15,7 +15,7 @@ from gwb_factories import GitRepo, LocalIndex, write_policy
 from gateway_builder import defaults
 from gateway_builder.cache import Cache
 from gateway_builder.cli import main
-from gateway_builder.errors import BuildError, StaleLockError
+from gateway_builder.errors import BuildError, InputError, StaleLockError
 from gateway_builder.lock.file import Lock, read_lock
 from gateway_builder.models import BaseImages, PythonBase
 from gateway_builder.options import LockOptions, RenderOptions, SessionOptions
@@ -194,7 +194,9 @@ def test_check_reports_a_readable_diff(
     assert project.run("lock", "--check") == 0
 
 
-def test_resolution_failure_names_policy_python_and_reason(project: Project) -> None:
+def test_unsatisfiable_requirements_are_bad_input_named_once(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
     project.policy("needs-new", ["tinydep==2.0.0"])
     project.write_manifest(path_entry("needs-new", '  python: "3.10"\n'))
     from gateway_builder.cli import build_parser
@@ -204,12 +206,35 @@ def test_resolution_failure_names_policy_python_and_reason(project: Project) -> 
     args = build_parser().parse_args(
         ["lock", "--python-build-file", str(project.manifest), "--cache-dir", str(project.cache)]
     )
-    with pytest.raises(BuildError) as info:
+    with pytest.raises(InputError) as info:
         run(args, UI(verbosity=-1))
     message = str(info.value)
     assert "policy 'needs-new'" in message and "Python 3.10" in message and "with uv" in message
-    assert info.value.details and "tinydep" in info.value.details
-    assert project.run("lock") == 1
+    requirements_txt = project.root / "policies" / "needs-new" / "requirements.txt"
+    assert f"({requirements_txt})" in message
+    assert "tinydep" in message  # the reason itself, not only "no solution"
+    capsys.readouterr()
+    assert project.run("lock") == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    # Every line of the explanation is printed once.
+    body = [
+        line
+        for line in err.splitlines()
+        if line and not line.startswith(("==>", "resolv", "fetch"))
+    ]
+    assert len(body) == len(set(body)), err
+    assert not any(line in errors[0] for line in body[1:]), err
+
+
+def test_a_missing_git_repository_is_bad_input(project: Project, tmp_path: Path) -> None:
+    missing = (tmp_path / "no-such-repo.git").as_uri()
+    project.write_manifest(
+        f"- name: gone\n  source:\n    git:\n      url: {missing}\n      ref: v1\n"
+    )
+    assert project.run("lock") == 2
+    assert project.run("fetch") == 2
 
 
 def test_platform_flag_adds_aarch64_and_sticks(project: Project) -> None:
