@@ -31,6 +31,16 @@ def _policy_dir_of(test_file: Path) -> Path:
     raise LookupError(f"{test_file} is not inside a policy folder")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests through the harness start processes and, on a cold cache, download the locked
+    artifacts from the public index: mark them so (``-m 'not network'`` deselects them)."""
+    root = Path(__file__).resolve().parent
+    for item in items:
+        if "harness" in getattr(item, "fixturenames", ()) and root in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.network)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize ``sample_path`` over the samples of the test file's own policy."""
     if "sample_path" in metafunc.fixturenames:

@@ -379,6 +379,7 @@ def test_policy_tests_pass_in_its_own_venv(folder: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.integration
+@pytest.mark.network
 @pytest.mark.parametrize("folder", FOLDERS, ids=ids(FOLDERS))
 def test_harness_runs_the_locked_python_and_pins(folder: Path) -> None:
     """Behind the harness the policy runs the Python and exactly the pins the lock has for it
