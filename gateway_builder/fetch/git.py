@@ -18,6 +18,7 @@ import git
 from gateway_builder.cache import Cache
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.fetch.tree import check_tree, content_hash, extract_tar, safe_relpath
+from gateway_builder.manifest.giturl import ALLOWED_SCHEMES, SCP_RE, git_url_problem
 from gateway_builder.redact import redact_text, redact_url
 from gateway_builder.toolenv import first_line, isolated_env
 
@@ -25,10 +26,6 @@ _EXACT_RE = re.compile(r"^(?P<prefix>(?:.*/)?)v(?P<major>\d+)\.(?P<minor>\d+)\.(
 _MINOR_RE = re.compile(r"^(?P<prefix>(?:.*/)?)v(?P<major>\d+)\.(?P<minor>\d+)$")
 _MAJOR_RE = re.compile(r"^(?P<prefix>(?:.*/)?)v(?P<major>\d+)$")
 _HEX_RE = re.compile(r"^[0-9a-f]{7,40}$")
-_SCP_RE = re.compile(
-    r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*$|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:/.*$"
-)
-_ALLOWED_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://", "git+ssh://")
 
 
 @dataclass(frozen=True)
@@ -77,17 +74,15 @@ def pick_version_tag(ref: str, tags: list[str]) -> str | None:
     return chosen
 
 
-def normalize_url(url: str, base_dir: Path) -> str:
-    """Check the URL's transport; turn a local path into an absolute path."""
-    if url.startswith("-"):
-        raise InputError(f"refusing git URL {redact_url(url)!r}")
-    if url.startswith(_ALLOWED_SCHEMES):
+def normalize_url(url: str, base_dir: Path, what: str = "") -> str:
+    """Check the URL's transport (the manifest's rule); turn a local path into an absolute path."""
+    problem = git_url_problem(url)
+    if problem:
+        prefix = f"{what}: " if what else ""
+        raise InputError(f"{prefix}{redact_url(url)!r}: {problem}")
+    if url.startswith(ALLOWED_SCHEMES):
         return url.removeprefix("git+") if url.startswith("git+ssh://") else url
-    if "://" in url or "::" in url:
-        raise InputError(
-            f"unsupported git URL {redact_url(url)!r}: expected https, ssh, git, file or a local path"
-        )
-    if _SCP_RE.match(url):
+    if SCP_RE.match(url):
         return url
     path = Path(url).expanduser()
     if not path.is_absolute():
@@ -267,7 +262,7 @@ def fetch_git(
     floating refs (branches, ``HEAD``, ``v1``) stay on it; a tag that now points at another
     commit is used and reported through ``GitCheckout.moved_from``.
     """
-    url = normalize_url(url, base_dir)
+    url = normalize_url(url, base_dir, what)
     remote = GitRemote(url, cache, what)
     moved_from = None
     floating = ref == "HEAD" or classify_ref(ref) in ("major", "minor")

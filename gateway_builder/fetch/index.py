@@ -126,10 +126,10 @@ class IndexClient:
     """Read one index (``https://host/simple`` or ``file:///dir``)."""
 
     def __init__(self, index_url: str | None = None, *, timeout: float = 60.0) -> None:
-        url = (index_url or default_index_url()).rstrip("/") + "/"
-        parts = urlsplit(url)
+        parts = urlsplit(index_url or default_index_url())
         self._auth: str | None = None
         self._host = parts.hostname or ""
+        netloc = parts.netloc
         if parts.username is not None:
             user = unquote(parts.username)
             password = unquote(parts.password or "")
@@ -138,8 +138,10 @@ class IndexClient:
             netloc = parts.hostname or ""
             if parts.port:
                 netloc += f":{parts.port}"
-            url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-        self.url = url
+        #: A signed index URL's query goes with every page request (never printed).
+        self._query = parts.query
+        path = parts.path.rstrip("/") + "/"
+        self.url = urlunsplit((parts.scheme, netloc, path, "", ""))
         self.display = redact_url(index_url or default_index_url())
         self.timeout = timeout
         self._context = _ssl_context()
@@ -174,7 +176,7 @@ class IndexClient:
         project = canonicalize_name(name)
         if self.url.startswith("file://"):
             return self._local_files(project)
-        page = urljoin(self.url, f"{project}/")
+        page = urljoin(self.url, f"{project}/") + (f"?{self._query}" if self._query else "")
         try:
             with self._open(page, _ACCEPT) as resp:
                 # An index page is untrusted: read no more than the JSON limit allows.

@@ -12,6 +12,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway_builder import defaults
+from gateway_builder.manifest.giturl import git_url_problem
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PYTHON_RE = re.compile(r"^3\.(\d{1,2})$")
@@ -137,6 +138,14 @@ class GitSourceModel(_Strict):
     url: Annotated[str, Field(min_length=1)]
     ref: Annotated[str, Field(min_length=1)] = "HEAD"
     subdirectory: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        problem = git_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("ref")
     @classmethod
