@@ -12,6 +12,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import git
 
@@ -94,6 +95,40 @@ def _env() -> dict[str, str]:
     return isolated_env({"GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh"})
 
 
+#: A credential helper that answers ``get`` from the environment. ``printf`` is a shell builtin,
+#: so no process ever has the password in its arguments.
+_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || return 0; '
+    'printf \'username=%s\\npassword=%s\\n\' "$GWB_GIT_USERNAME" "$GWB_GIT_PASSWORD"; }; f'
+)
+
+
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """An http(s) URL without its userinfo, and the environment that gives git the credentials.
+
+    The userinfo would otherwise be on the command line of ``git ls-remote``, ``git fetch`` and
+    ``git-remote-http`` (readable by every user in ``/proc/*/cmdline``). The environment
+    configures one credential helper (``GIT_CONFIG_COUNT``, nothing on the command line; the empty
+    first entry drops any helper of this machine, so nothing stores the password) that reads the
+    user name and password from two variables.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return url, {}
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    bare = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+    return bare, {
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": "credential.helper",
+        "GIT_CONFIG_VALUE_0": "",
+        "GIT_CONFIG_KEY_1": "credential.helper",
+        "GIT_CONFIG_VALUE_1": _CREDENTIAL_HELPER,
+        "GWB_GIT_USERNAME": unquote(user),
+        "GWB_GIT_PASSWORD": unquote(password),
+    }
+
+
 #: git's words for a repository that is not there (or not readable with these credentials):
 #: bad input (exit 2) like a missing ref, not a failure of the machine (a refused connection).
 _MISSING_REPO = re.compile(
@@ -113,7 +148,7 @@ class GitRemote:
     """One repository URL with its bare mirror in the cache."""
 
     def __init__(self, url: str, cache: Cache, what: str) -> None:
-        self.url = url
+        self.url, credentials = split_credentials(url)
         self.display = redact_url(url)
         self.cache = cache
         self.what = what
@@ -129,7 +164,7 @@ class GitRemote:
                     raise
         self.repo = git.Repo(self.path)
         self.git = self.repo.git
-        self.git.update_environment(**_env())
+        self.git.update_environment(**_env(), **credentials)
 
     # -- refs -----------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +41,8 @@ class GitHttpServer:
     unauthorized: int = 0
     served: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Seconds each request waits before it is answered (keeps git's processes alive longer).
+    delay: float = 0.0
 
     def url(self, password: str, user: str = USER) -> str:
         return f"http://{user}:{password}@127.0.0.1:{self.port}/repo.git"
@@ -72,6 +75,8 @@ def _handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
 
         def _cgi(self) -> None:
             body = self._body() if self.command == "POST" else b""
+            if server.delay:
+                time.sleep(server.delay)
             if self.headers.get("Authorization") != expected:
                 with server.lock:
                     server.unauthorized += 1
@@ -278,3 +283,64 @@ def test_wrong_credentials_are_rejected_with_a_redacted_one_line_error(
         if extra:
             assert json.loads(out.out)["ok"] is False
     _assert_no_secret_in_tree(cache, WRONG)
+
+
+class CmdlineSampler:
+    """Reads every process's command line (``/proc/*/cmdline``) in a loop until stopped."""
+
+    def __init__(self, needle: str, max_seconds: float = 300) -> None:
+        self.needle = needle.encode()
+        self.max_seconds = max_seconds
+        self.leaks: list[str] = []
+        self.git_processes: set[str] = set()
+        self.passes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cmdline-sampler", daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                try:
+                    cmdline = (proc / "cmdline").read_bytes()
+                except OSError:
+                    continue  # the process ended meanwhile
+                argv = cmdline.replace(b"\0", b" ").decode(errors="replace")
+                if b"git" in cmdline and b"127.0.0.1" in cmdline:
+                    self.git_processes.add(argv.split(" ", 1)[0])
+                if self.needle in cmdline:
+                    self.leaks.append(argv)
+            self.passes += 1
+
+    def __enter__(self) -> CmdlineSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_the_token_never_appears_on_a_command_line(
+    http_repo: tuple[GitHttpServer, GitRepo],
+    local_index: LocalIndex,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server, _ = http_repo
+    server.delay = 0.3  # every git process outlives several sampling passes
+    monkeypatch.setenv(defaults.INDEX_URL_ENV, local_index.http_url)
+    manifest = _manifest(tmp_path / "project", server.url(SECRET))
+    common = ["--python-build-file", str(manifest), "--cache-dir", str(tmp_path / "cache")]
+    with CmdlineSampler(SECRET) as sampler:
+        assert main(["fetch", *common]) == 0
+        assert main(["lock", *common, "--lock-file", str(tmp_path / "x.lock")]) == 0
+    capsys.readouterr()
+    assert server.served > 0
+    # The sampler saw git talking to the server (ls-remote, fetch, git-remote-http) ...
+    assert sampler.git_processes, f"no git process seen in {sampler.passes} passes"
+    # ... and never the token.
+    assert not sampler.leaks, sampler.leaks[:3]
