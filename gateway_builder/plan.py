@@ -48,6 +48,9 @@ class PythonPolicyPlan:
     resolved: str  # commit SHA, "sha256:<hex>" of the artifact, or content hash of a path
     #: The policy's ``samples/`` directory (copied into the context for the smoke test), if any.
     samples_dir: Path | None = None
+    #: The time of its source (a git commit's), which its stage's file times follow; None: no
+    #: time of its own (path and index sources), the fixed 1980 epoch.
+    source_time: int | None = None
     #: Index the requirements were locked from (the manifest's ``index_url`` of an index source;
     #: None: the default index). May carry credentials: pass it to download_artifacts, never print.
     index_url: str | None = field(default=None, repr=False, compare=False)
@@ -88,6 +91,16 @@ class BuildPlan:
     lock_digest: str  # "sha256:<hex>" of the lock file
     source_date_epoch: int
     labels: tuple[tuple[str, str], ...] = field(default=())  # extra user labels, sorted
+
+    def stage_epoch(self, source_time: int | None = None) -> int:
+        """File times of a builder stage whose inputs have ``source_time`` (None: no time of
+        their own, the fixed 1980 epoch), never later than the image's own time.
+
+        Each stage's times follow only its own inputs, so a newer commit of one policy leaves
+        every other stage's layer byte-identical; only the last layer carries the image's time.
+        """
+        own = defaults.DEFAULT_SOURCE_DATE_EPOCH if source_time is None else source_time
+        return min(own, self.source_date_epoch)
 
     @property
     def python_versions(self) -> tuple[str, ...]:
@@ -173,6 +186,7 @@ def make_plan(
                 source_label=f.display,
                 resolved=f.resolved,
                 samples_dir=samples if samples is not None and samples.is_dir() else None,
+                source_time=f.commit_time,
                 index_url=f.index_url,
             )
         )

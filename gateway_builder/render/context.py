@@ -11,7 +11,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,8 +124,12 @@ def write_context(
     return labels
 
 
-def normalize_tree(root: Path, epoch: int) -> tuple[int, int, str]:
-    """Fix modes (0644/0755) and times of everything below ``root``; (files, bytes, digest)."""
+def normalize_tree(
+    root: Path, epoch: int, subtree_epochs: Mapping[str, int] | None = None
+) -> tuple[int, int, str]:
+    """Fix modes (0644/0755) and times of everything below ``root``; (files, bytes, digest).
+
+    Times are ``epoch``, except below a top-level folder named in ``subtree_epochs``."""
     digest = hashlib.sha256()
     files = size = 0
     entries = sorted(root.rglob("*"), key=lambda p: p.relative_to(root).parts)
@@ -143,8 +147,11 @@ def normalize_tree(root: Path, epoch: int) -> tuple[int, int, str]:
             files += 1
             size += path.stat().st_size
             digest.update(f"F {rel} {int(executable)} {sha256_file(path)}\n".encode())
+    subtree_epochs = subtree_epochs or {}
     for path in [*reversed(entries), root]:
-        os.utime(path, (epoch, epoch), follow_symlinks=False)
+        top = path.relative_to(root).parts[:1]
+        when = subtree_epochs.get(top[0], epoch) if top else epoch
+        os.utime(path, (when, when), follow_symlinks=False)
     return files, size, f"sha256:{digest.hexdigest()}"
 
 
@@ -185,7 +192,11 @@ def render(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         labels = write_context(plan, tmp, download, revision=revision, source=source)
-        files, size, digest = normalize_tree(tmp, plan.source_date_epoch)
+        # Files copied as they are into the image (rootfs/: registry, build manifest, entrypoint)
+        # carry the image's time; the rest (e.g. a prebuilt engine) the fixed one.
+        files, size, digest = normalize_tree(
+            tmp, plan.stage_epoch(), {"rootfs": plan.source_date_epoch}
+        )
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

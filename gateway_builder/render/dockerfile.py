@@ -35,19 +35,20 @@ def dockerfile_values(
     plan: BuildPlan, labels: Sequence[tuple[str, str]], installer: str
 ) -> dict[str, Any]:
     """Everything ``Dockerfile.j2`` needs, computed from the plan."""
-    epoch = str(plan.source_date_epoch)
+    epoch = str(plan.stage_epoch())  # stages without a time of their own
     engine = _engine_values(plan)
     cpythons: list[dict[str, Any]] = []
     venvs: list[dict[str, Any]] = []
     if plan.python_policies:
         cpythons = _cpython_values(plan, epoch)
-        venvs = _venv_values(plan, epoch, installer)
+        venvs = _venv_values(plan, installer)
     return {
         "builder_version": plan.builder_version,
         "gateway_version": plan.gateway_version,
         "platform": plan.platform,
         "lock_digest": plan.lock_digest,
         "epoch": epoch,
+        "image_epoch": str(plan.source_date_epoch),
         "policies": plan.python_policies,
         "go_policy_count": len(plan.go_policies),
         "engine": engine,
@@ -82,6 +83,7 @@ def _engine_values(plan: BuildPlan) -> dict[str, Any] | None:
             out,
         ],
         "output": f"{out}/{defaults.ENGINE_BUILDER_OUTPUT}",
+        "epoch": str(plan.stage_epoch()),
     }
 
 
@@ -109,10 +111,12 @@ def _cpython_values(plan: BuildPlan, epoch: str) -> list[dict[str, Any]]:
     return cpythons
 
 
-def _venv_values(plan: BuildPlan, epoch: str, installer: str) -> list[dict[str, Any]]:
-    """The venv stages with their install (and, for code they hold, compile) commands."""
+def _venv_values(plan: BuildPlan, installer: str) -> list[dict[str, Any]]:
+    """The venv stages with their install (and, for code they hold, compile) commands; each
+    exports with the time of its own source."""
     venvs = []
     for venv in venv_specs(plan):
+        epoch = str(venv["epoch"])
         base = plan.bases.python(venv["python_version"])
         venv["image"] = base.image
         venv["install"] = _stage_cmd(
@@ -144,6 +148,7 @@ def venv_specs(plan: BuildPlan) -> list[dict[str, Any]]:
             "python_version": plan.executor_python,
             "count": len(plan.executor_requirements),
             "code": {"context": "executor", "target": defaults.EXECUTOR_DIR},
+            "epoch": plan.stage_epoch(),
         }
     ]
     for p in plan.python_policies:
@@ -160,6 +165,7 @@ def venv_specs(plan: BuildPlan) -> list[dict[str, Any]]:
                     if p.source_dir is not None
                     else None
                 ),
+                "epoch": plan.stage_epoch(p.source_time),
             }
         )
     return specs

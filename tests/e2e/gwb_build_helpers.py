@@ -64,3 +64,16 @@ def build_default(dest: Path) -> tuple[Workspace, Path, dict[str, Any]]:
     context = ws.root / "context"
     data = ws.build("--out", str(context), "--tag", DEFAULT_TAG, *LABEL_ARGS)
     return ws, context, data
+
+
+def changed_copies(before: list[str], after: list[str], dockerfile: Path) -> list[str]:
+    """The runtime stage's COPY lines whose layers differ between two builds of one Dockerfile
+    shape (``before``/``after``: RootFS diff ids; base layers first, one layer per COPY)."""
+    assert len(after) == len(before), (before, after)
+    lines = dockerfile.read_text().splitlines()
+    runtime = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM ")) :]
+    copies = [line for line in runtime if line.startswith("COPY ")]
+    first = len(before) - len(copies)
+    by_layer = {first + i: line for i, line in enumerate(copies)}
+    changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+    return [by_layer.get(i, f"base layer {i}") for i in changed]

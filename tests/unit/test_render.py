@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import stat
 import zipfile
@@ -35,6 +36,9 @@ from gateway_executor.registry import parse_registry
 
 SAMPLES = defaults.REPO_DIR / "policy_sources"
 EPOCH = 1_700_000_000
+#: prompt-guard's commit time (a git source): its stage's file times.
+GIT_TIME = 1_699_000_000
+FIXED = defaults.DEFAULT_SOURCE_DATE_EPOCH
 
 
 def make_wheel(directory: Path, dist: str, version: str, tag: str = "py3-none-any") -> Path:
@@ -130,6 +134,7 @@ def make_plan(index: LocalIndex, tmp: Path, **changes: object) -> BuildPlan:
         params_json=json.dumps({"action": "mask"}),
         source_label="git+https://user:s3cret@git.example/org/policies.git@abc123#subdirectory=prompt-guard",
         resolved="abc123",
+        source_time=GIT_TIME,
         samples_dir=SAMPLES / "prompt-guard" / "samples",
     )
     own = make_wheel(tmp / "built", "gwb-token-scorer", "1.0.0")
@@ -353,9 +358,17 @@ def test_dockerfile_stages_order_and_metadata(index: LocalIndex, tmp_path: Path)
     assert '"--python-version", "3.12", "--lock", "/gateway-builder/locks/token-scorer.txt"' in text
     assert "COPY policies/prompt-guard/ /app/policies/prompt-guard/" in lines
     assert "COPY executor/ /app/python-executor/" in lines
-    assert (
-        '"export", "--epoch", "1700000000", "--strip-python", "/usr/local/bin/python3.12"' in text
-    )
+    # Each stage's times from its own inputs: the git policy its commit time, the rest 1980.
+    assert f'"export", "--epoch", "{FIXED}", "--strip-python", "/usr/local/bin/python3.12"' in text
+    assert f"touch -h -d @{FIXED} /export/app/policy-engine" in text
+    install_epochs = re.findall(r'"--venv", "([^"]+)".*?"--epoch", "(\d+)"', text)
+    assert dict(install_epochs) == {
+        "/opt/venvs/_executor": str(FIXED),
+        "/opt/venvs/prompt-guard": str(GIT_TIME),
+        "/opt/venvs/token-scorer": str(FIXED),
+    }
+    assert f'"compile", "--epoch", "{GIT_TIME}", "/app/policies/prompt-guard"' in text
+    assert not [line for line in lines if line.startswith("RUN") and str(EPOCH) in line]
     labels = dict(labels_for(plan))
     assert labels["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"
     assert labels[defaults.STANDIN_LABEL] == "true"
@@ -399,7 +412,13 @@ def test_rendering_twice_is_byte_identical(index: LocalIndex, tmp_path: Path) ->
     second = render(plan, tmp_path / "two", download=index.download)
     assert listing(first.out_dir) == listing(second.out_dir)
     assert first.digest == second.digest and first.files == second.files
-    assert all(mtime == EPOCH for _, _, mtime, _ in listing(first.out_dir))
+    # rootfs/ (the last layer) has the image's time; what builder stages read, the fixed one.
+    times = {path.split("/")[0]: mtime for path, _, mtime, _ in listing(first.out_dir)}
+    assert times.pop("rootfs") == EPOCH
+    assert set(times.values()) == {FIXED}
+    assert all(
+        mtime == EPOCH for path, _, mtime, _ in listing(first.out_dir) if path.startswith("rootfs")
+    )
     # Re-rendering into the same directory replaces it, with the same result.
     again = render(plan, tmp_path / "one", download=index.download)
     assert again.digest == first.digest and listing(again.out_dir) == listing(second.out_dir)
