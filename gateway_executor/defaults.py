@@ -24,6 +24,9 @@ DEFAULT_LOG_LEVEL: Final = "info"
 #: Used for registry entries that carry no timeout/workers of their own.
 DEFAULT_TIMEOUT_S: Final = 30.0
 DEFAULT_WORKERS: Final = 2
+#: Memory of each worker process of a policy, in MiB (``memory_mb``): RLIMIT_DATA, and
+#: RLIMIT_AS with ``framing.ADDRESS_SPACE_HEADROOM_MB`` more (worker_shim.py).
+DEFAULT_MEMORY_MB: Final = 1024
 
 #: A worker must import its policy and pass the start-up check within this many seconds.
 START_TIMEOUT_S: Final = 120.0

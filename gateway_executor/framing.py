@@ -22,6 +22,12 @@ SEQ = struct.Struct(">Q")
 #: JSON its bytes grow (two UTF-8 bytes above 0x7f, escapes for control characters).
 MAX_FRAME = 256 * 1024 * 1024
 _CHUNK = 65536
+#: A worker's exit status when it ran out of its memory limit (``--memory-mb``).
+EXIT_MEMORY = 86
+#: Address space a worker may map beyond its ``memory_mb`` (RLIMIT_AS = memory_mb + this):
+#: reservations that are never touched (thread stacks, malloc arenas, libraries) stay possible,
+#: while shared mappings, which RLIMIT_DATA does not count, stay bounded.
+ADDRESS_SPACE_HEADROOM_MB = 2048
 
 
 class FrameError(ValueError):
@@ -140,6 +146,8 @@ class FrameReader:
 
 
 __all__ = [
+    "ADDRESS_SPACE_HEADROOM_MB",
+    "EXIT_MEMORY",
     "HEADER",
     "MAX_FRAME",
     "SEQ",

@@ -55,6 +55,8 @@ class PolicyEntry:
     home: str = ""
     #: ``InitPolicy`` timeout (``get_policy``); None: the same as ``timeout_ms``.
     init_timeout_ms: int | None = None
+    #: Memory limit of each worker process, MiB (exceeding it ends the worker as a crash).
+    memory_mb: int = defaults.DEFAULT_MEMORY_MB
 
     @property
     def key(self) -> str:
@@ -81,6 +83,7 @@ def entry_to_dict(entry: PolicyEntry) -> dict[str, Any]:
         "init_timeout_ms": entry.init_timeout_ms or entry.timeout_ms,
         "isolation": entry.isolation,
         "workers": entry.workers,
+        "memory_mb": entry.memory_mb,
         "params": entry.params,
         "source": entry.source,
         "uid": entry.uid,
@@ -124,6 +127,7 @@ def _entry(raw: Any, where: str) -> PolicyEntry:
         "init_timeout_ms",
         "isolation",
         "workers",
+        "memory_mb",
         "params",
         "source",
         "uid",
@@ -173,6 +177,13 @@ def _entry(raw: Any, where: str) -> PolicyEntry:
         "a positive integer",
         workers,
     )
+    memory_mb = raw.get("memory_mb", defaults.DEFAULT_MEMORY_MB)
+    _expect(
+        isinstance(memory_mb, int) and not isinstance(memory_mb, bool) and memory_mb >= 16,
+        f"{where}.memory_mb",
+        "an integer of at least 16 (MiB)",
+        memory_mb,
+    )
     params = raw.get("params", {})
     _expect(isinstance(params, dict), f"{where}.params", "an object", params)
     for key in ("python_version", "source", "home"):
@@ -217,6 +228,7 @@ def _entry(raw: Any, where: str) -> PolicyEntry:
         env=tuple(env),
         home=raw.get("home", ""),
         init_timeout_ms=init_timeout_ms,
+        memory_mb=memory_mb,
     )
 
 

@@ -331,6 +331,8 @@ class WorkerProcess:
             str(child.fileno()),
             "--parent-pid",
             str(os.getpid()),
+            "--memory-mb",
+            str(entry.memory_mb),
         ]
         fds: tuple[int, ...] = (child.fileno(),)
         if ctrl_r is not None:
@@ -493,10 +495,16 @@ class WorkerProcess:
             raise WorkerDied(f"connection lost: {exc}") from exc
 
     def _died(self, exc: WorkerDied) -> WorkerDied:
-        """Say how the process ended when that is why the socket closed."""
-        if self.gone and not self.dead:
-            return WorkerDied(f"worker process ended ({self.exit_description()})")
-        return exc
+        """Say how the process ended when that is why the socket closed (it usually ends
+        right after its socket closes)."""
+        if self.dead:
+            return exc
+        if not self.gone:
+            try:
+                self.proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                return exc  # closed its socket and lives on: the pool kills it
+        return WorkerDied(f"worker process ended ({self.exit_description()})")
 
     def receive(self, timeout: float | None) -> dict[str, Any]:
         """Read one reply frame within ``timeout`` seconds."""
@@ -651,6 +659,8 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 return "still running"
         self.spawner.released(self)
+        if code == framing.EXIT_MEMORY:
+            return f"over its memory limit of {self.entry.memory_mb} MiB"
         if code < 0:
             try:
                 return f"killed by {signal.Signals(-code).name}"

@@ -3,7 +3,7 @@
 
 The executor starts this file as a script with the policy venv's interpreter::
 
-    <venv>/bin/python worker_shim.py --fd N --control-fd M --parent-pid P
+    <venv>/bin/python worker_shim.py --fd N --control-fd M --parent-pid P --memory-mb MB
 
 It uses only the standard library and ``apip_sdk_core`` and runs on Python 3.10-3.13; from the
 executor it needs only its two sibling files ``framing.py`` (the frame format) and ``phases.py``
@@ -94,6 +94,24 @@ def _die_with_parent(parent_pid: int) -> None:
             pass
     if parent_pid and os.getppid() != parent_pid:
         os._exit(3)
+
+
+def _limit_memory(mb: int) -> None:
+    """Cap this process (and what it forks) at ``mb`` MiB of private memory (RLIMIT_DATA:
+    heap, anonymous mappings) and ``mb`` + headroom of address space (RLIMIT_AS). Running out
+    raises MemoryError, which ends the worker with :data:`framing.EXIT_MEMORY`."""
+    import resource
+
+    data = mb * 1024 * 1024
+    space = data + framing.ADDRESS_SPACE_HEADROOM_MB * 1024 * 1024
+    for which, limit in ((resource.RLIMIT_DATA, data), (resource.RLIMIT_AS, space)):
+        try:
+            _soft, hard = resource.getrlimit(which)
+            if hard != resource.RLIM_INFINITY:
+                limit = min(limit, hard)
+            resource.setrlimit(which, (limit, limit))
+        except (ValueError, OSError) as exc:
+            print(f"worker_shim: cannot limit memory: {exc}", file=sys.stderr)
 
 
 def _distributions() -> dict[str, str]:
@@ -563,6 +581,8 @@ def serve(sock: socket.socket, shim: Shim) -> int:
                 return 0
             else:
                 reply = {"ok": False, "error": f"unknown op {op!r}"}
+        except MemoryError:
+            raise  # over memory_mb: the worker ends (main), its call fails as a crash
         except Exception as exc:  # the policy raised: report it, keep serving
             traceback.print_exc(file=sys.stderr)
             reply = _error(exc)
@@ -586,12 +606,14 @@ def main(argv: list[str] | None = None) -> int:
     opts: dict[str, int] = {}
     while args:
         key = args.pop(0)
-        if key not in ("--fd", "--control-fd", "--parent-pid") or not args:
+        if key not in ("--fd", "--control-fd", "--parent-pid", "--memory-mb") or not args:
             print(f"worker_shim: bad argument {key!r}", file=sys.stderr)
             return 2
         opts[key] = int(args.pop(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(opts.get("--parent-pid", 0))
+    if opts.get("--memory-mb"):
+        _limit_memory(opts["--memory-mb"])
     control = opts.get("--control-fd")
     if control is not None:
         os.set_blocking(control, False)
@@ -602,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(sock, shim)
     except (ConnectionError, BrokenPipeError):
         return 0
+    except MemoryError:
+        os._exit(framing.EXIT_MEMORY)
     finally:
         sys.stdout.flush()
 

@@ -69,11 +69,15 @@ class PythonPolicySpec:
     isolation: str
     workers: int
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+    #: Names of the container's environment variables its workers get (the ``env:`` allow-list).
+    env: tuple[str, ...] = ()
     origin: str = ""  # "manifests/python-build.yaml:12:5" for messages
     declared_in: str = ""  # "python-build.yaml" or "build.yaml"
     default_python: str = defaults.DEFAULT_PYTHON
     #: ``InitPolicy`` timeout; None: ``timeout_ms``.
     init_timeout_ms: int | None = None
+    #: Memory limit of each worker process, MiB.
+    memory_mb: int = defaults.DEFAULT_MEMORY_MB
 
 
 @dataclass(frozen=True)

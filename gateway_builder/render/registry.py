@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gateway_builder.plan import BuildPlan, PythonPolicyPlan
 from gateway_builder.redact import redact_text
-from gateway_executor.paths import policy_dir, venv_dir
+from gateway_executor.paths import policy_dir, policy_home, venv_dir
 from gateway_executor.registry import PolicyEntry, registry_text
 
 
@@ -26,8 +26,13 @@ def registry_entry(policy: PythonPolicyPlan) -> PolicyEntry:
         init_timeout_ms=policy.init_timeout_ms or policy.timeout_ms,
         isolation=policy.isolation,
         workers=policy.workers,
+        memory_mb=policy.memory_mb,
         params=policy.params,
         source=redact_text(policy.source_label),
+        uid=policy.uid,
+        gid=policy.gid,
+        env=policy.env,
+        home=policy_home(policy.name),
     )
 
 

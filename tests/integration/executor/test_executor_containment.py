@@ -164,3 +164,20 @@ def test_a_forged_reply_frame_is_never_delivered(
                 continue
             assert headers_set(resp)["x-echo"] == path, resp
     assert "worker_crashed" in ex.logs()
+
+
+def test_a_worker_over_memory_mb_ends_as_a_crash(
+    start_executor: Start, venvs: dict[str, Path]
+) -> None:
+    """``memory_mb: 128``: touching 64 MiB is fine, 512 MiB ends the worker; the call fails as
+    a crash that says so (counted toward quarantine), and a replacement serves the next call."""
+    ex, iid = hostile(start_executor, venvs["py312"], memory_mb=128)
+    assert call(ex, iid, "/alloc/64").WhichOneof("payload") == "request_header_action"
+    crashes_before = ex.logs().count("crashed")
+    resp = call(ex, iid, "/alloc/512")
+    assert resp.WhichOneof("payload") == "error", resp
+    assert resp.error.error_type == "worker_crashed", resp
+    assert "over its memory limit of 128 MiB" in resp.error.message, resp
+    assert ex.logs().count("crashed") > crashes_before
+    ex.wait_for(lambda: ex.client.health().policies[0].ready, 30, "the replacement worker")
+    assert call(ex, iid, "/ok").WhichOneof("payload") == "request_header_action"
