@@ -12,6 +12,10 @@ Everything runs side by side in one run on Unix sockets in a temporary directory
 * ``per-call``  - the executor, same policy, ``isolation: per-call`` (fresh interpreter per call);
 * ``direct``    - the policy's ``on_request_headers`` called in this process (no gRPC, no hop).
 
+Then control RPCs under load: a separate process opens 64 ``ExecuteStream``s and makes 500
+sequential calls on each (64 threads), while this process sends ``HealthCheck`` every 20 ms and
+times each answer (target: p99 < 50 ms; a starved server answers in seconds).
+
 Calls go over ONE multiplexed ``ExecuteStream`` like the Go policy engine uses. Sequential: one
 call at a time. Concurrent: 8 caller threads sharing the stream. The machine is shared, so echo and
 worker are measured in interleaved rounds (alternating which goes first) after a common warm-up,
@@ -88,6 +92,60 @@ ECHO_SERVER = textwrap.dedent(
     server.start()
     print("ready", flush=True)
     server.wait_for_termination()
+    """
+)
+
+
+#: Load generator for the HealthCheck-under-load measurement: argv = socket, ROOT, instance,
+#: streams, calls per stream, seconds budget. Prints "open" once every stream answered a call,
+#: then one JSON line {calls, errors, seconds}.
+LOAD_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, threading, time
+    sys.path.insert(0, sys.argv[2])
+    from gateway_executor.client import CallStream, ExecutorClient, build_request
+
+    sock, iid = sys.argv[1], sys.argv[3]
+    n_streams, n_calls, budget = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+    clients = [ExecutorClient(sock, timeout=60) for _ in range(max(1, n_streams // 16))]
+    streams = [CallStream(clients[i % len(clients)].stub) for i in range(n_streams)]
+
+    def req(path):
+        return build_request("request_headers", instance_id=iid, request={"path": path})
+
+    for i, s in enumerate(streams):
+        s.call(req(f"/open/{i}"), 60)
+    print("open", flush=True)
+    done, errors = [0] * n_streams, [0] * n_streams
+    end = time.monotonic() + budget
+    go = threading.Barrier(n_streams + 1)
+
+    def caller(n):
+        go.wait()
+        for i in range(n_calls):
+            if time.monotonic() > end:
+                return
+            try:
+                resp = streams[n].call(req("/bench"), 60)
+                ok = resp.WhichOneof("payload") == "request_header_action"
+            except Exception:
+                ok = False
+            done[n] += 1
+            errors[n] += not ok
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(n_streams)]
+    for t in threads:
+        t.start()
+    go.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    took = time.perf_counter() - t0
+    print(json.dumps({"calls": sum(done), "errors": sum(errors), "seconds": took}), flush=True)
+    for s in streams:
+        s.close()
+    for c in clients:
+        c.close()
     """
 )
 
@@ -233,6 +291,69 @@ def run_direct(policy_dir: Path, max_calls: int, seconds: float) -> Result:
     return result
 
 
+@dataclass
+class HealthUnderLoad:
+    """``HealthCheck`` latencies while a load process drives many streams."""
+
+    streams: int
+    calls_per_stream: int
+    lat: list[float] = field(default_factory=list)
+    #: When each check started, seconds after the load's streams were open.
+    at: list[float] = field(default_factory=list)
+    failed: int = 0
+    load: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def p99_ms(self) -> float:
+        return _percentile(self.lat, 0.99) * 1e3 if self.lat else float("inf")
+
+
+def run_health_under_load(
+    sock: Path,
+    iid: str,
+    env: dict[str, str],
+    streams: int,
+    calls: int,
+    budget_s: float,
+    interval_s: float = 0.02,
+) -> HealthUnderLoad:
+    """Start the load process, time ``HealthCheck`` every ``interval_s`` until it is done."""
+    result = HealthUnderLoad(streams, calls)
+    load = subprocess.Popen(
+        [sys.executable, "-c", LOAD_SCRIPT, str(sock), str(ROOT), iid]
+        + [str(x) for x in (streams, calls, budget_s)],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert load.stdout is not None
+    if load.stdout.readline().strip() != "open":
+        load.kill()
+        raise SystemExit("the load process could not open its streams")
+    client = ExecutorClient(str(sock), timeout=30)
+    begin = time.perf_counter()
+    end = time.monotonic() + budget_s + 60
+    try:
+        while load.poll() is None and time.monotonic() < end:
+            t0 = time.perf_counter()
+            result.at.append(t0 - begin)
+            try:
+                client.health()
+            except grpc.RpcError:
+                result.failed += 1
+            result.lat.append(time.perf_counter() - t0)
+            time.sleep(interval_s)
+        out, _ = load.communicate(timeout=max(end - time.monotonic(), 1))
+        lines = out.strip().splitlines()
+        result.load = json.loads(lines[-1]) if lines else {}
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+        client.close()
+    return result
+
+
 def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
     end = time.monotonic() + timeout
     while not path.exists():
@@ -280,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-call-calls", type=int, default=40)
     ap.add_argument("--workers", type=int, default=2, help="worker processes for worker mode")
     ap.add_argument("--callers", type=int, default=8)
+    ap.add_argument("--load-streams", type=int, default=64, help="streams of the load process")
+    ap.add_argument(
+        "--load-calls", type=int, default=500, help="sequential calls per stream of the load"
+    )
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args(argv)
 
@@ -402,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         direct = run_direct(tmp / "policies", args.calls, args.seconds)
+        under_load = run_health_under_load(
+            ex_sock, worker_iid, env, args.load_streams, args.load_calls, 300.0
+        )
         echo_client.close()
         ex_client.close()
         if echo1_client is not None:
@@ -488,10 +616,30 @@ def main(argv: list[str] | None = None) -> int:
             f"{worker_seq.median_us / echo1_seq.median_us:.2f}x sequential, "
             f"{worker_c.throughput / echo1_c.throughput:.0%} throughput ({args.callers} callers)"
         )
+    load = under_load.load
+    lat_ms = sorted(x * 1e3 for x in under_load.lat)
+    worst = max(range(len(under_load.lat)), key=under_load.lat.__getitem__)
+    print(
+        f"\nHealthCheck under {under_load.streams} streams x {under_load.calls_per_stream} calls "
+        f"(load: {load.get('calls', 0)} calls, {load.get('errors', '?')} errors, "
+        f"{load.get('calls', 0) / max(load.get('seconds', 0), 1e-9):.0f} calls/s): "
+        f"{len(lat_ms)} checks, median {statistics.median(lat_ms):.1f} ms, "
+        f"p99 {under_load.p99_ms:.1f} ms, max {lat_ms[-1]:.1f} ms "
+        f"(at {under_load.at[worst]:.1f} s), {under_load.failed} failed"
+    )
+    health_ok = under_load.p99_ms < 50 and not under_load.failed
+    print(
+        f"{'PASS' if health_ok else 'FAIL'}  HealthCheck p99 < 50 ms under "
+        f"{under_load.streams} streams x {under_load.calls_per_stream} calls: "
+        f"{under_load.p99_ms:.1f} ms"
+    )
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     # Missed targets are reported above; only wrong answers make the run fail.
-    return 0 if all(r.errors == 0 for r in rows) else 1
+    load_errors = load.get("errors", 1) != 0 or load.get("calls") != (
+        under_load.streams * under_load.calls_per_stream
+    )
+    return 0 if all(r.errors == 0 for r in rows) and not load_errors else 1
 
 
 if __name__ == "__main__":

@@ -46,8 +46,6 @@ DEFAULT_FAILURE_MODE: Final = "fail"
 DEFAULT_TIMEOUT_MS: Final = int(_executor.DEFAULT_TIMEOUT_S * 1000)
 DEFAULT_ISOLATION: Final = "worker"
 DEFAULT_WORKERS: Final = _executor.DEFAULT_WORKERS
-#: Memory limit of each worker process of a policy (``memory_mb``), MiB.
-DEFAULT_MEMORY_MB: Final = _executor.DEFAULT_MEMORY_MB
 #: Every policy venv gets the SDK; the lock pins it.
 SDK_REQUIREMENT: Final = "apip-sdk-core>=0.2.3,<0.3"
 POLICY_DEFINITION_FILE: Final = "policy-definition.yaml"
@@ -210,11 +208,21 @@ CACHE_ENV: Final = "GATEWAY_BUILDER_CACHE_DIR"
 # --- Entrypoint / runtime knobs --------------------------------------------------------------
 EXECUTOR_READY_TIMEOUT_S: Final = 120
 ENGINE_READY_TIMEOUT_S: Final = 30
-SHUTDOWN_GRACE_S: Final = 10
+#: The whole ordered shutdown (router, engine, executor) in seconds: inside ``docker stop``'s 10.
+SHUTDOWN_GRACE_S: Final = 8
 #: Environment variables the entrypoint reads to override the three values above (seconds).
 EXECUTOR_READY_TIMEOUT_ENV: Final = "PYTHON_EXECUTOR_READY_TIMEOUT"
 ENGINE_READY_TIMEOUT_ENV: Final = "POLICY_ENGINE_READY_TIMEOUT"
 SHUTDOWN_GRACE_ENV: Final = "SHUTDOWN_GRACE_SECONDS"
+#: The image's Docker HEALTHCHECK: ``health-check.sh`` asks the executor, engine and router, each
+#: within HEALTH_PROBE_TIMEOUT_S (env HEALTH_CHECK_TIMEOUT_SECONDS). Failures during the start
+#: period (as long as the entrypoint waits for readiness) do not count.
+HEALTH_CHECK_PATH: Final = "/app/health-check.sh"
+HEALTH_PROBE_TIMEOUT_S: Final = 3
+HEALTHCHECK_INTERVAL_S: Final = 10
+HEALTHCHECK_TIMEOUT_S: Final = 15
+HEALTHCHECK_START_PERIOD_S: Final = EXECUTOR_READY_TIMEOUT_S + ENGINE_READY_TIMEOUT_S
+HEALTHCHECK_RETRIES: Final = 3
 
 # --- Smoke test (gateway-builder smoke-test) -------------------------------------------------
 #: Seconds the three processes get to report ready (--timeout).

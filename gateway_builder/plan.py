@@ -6,9 +6,10 @@ consumed by ``render`` and ``image``. Nothing after this stage reads a manifest 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,16 @@ class PythonPolicyPlan:
     params_json: str  # canonical JSON of the manifest params (frozen)
     source_label: str  # redacted provenance, e.g. "git+https://host/repo.git@<sha>#subdirectory=x"
     resolved: str  # commit SHA, "sha256:<hex>" of the artifact, or content hash of a path
+    #: The uid and gid its workers run under (:func:`allocate_uids`), never 0.
+    uid: int
+    gid: int
     #: The policy's ``samples/`` directory (copied into the context for the smoke test), if any.
     samples_dir: Path | None = None
     #: The time of its source (a git commit's), which its stage's file times follow; None: no
     #: time of its own (path and index sources), the fixed 1980 epoch.
     source_time: int | None = None
+    #: Names of the container's environment variables its workers get.
+    env: tuple[str, ...] = ()
     #: Index the requirements were locked from (the manifest's ``index_url`` of an index source;
     #: None: the default index). May carry credentials: pass it to download_artifacts, never print.
     index_url: str | None = field(default=None, repr=False, compare=False)
@@ -116,6 +122,29 @@ class BuildPlan:
 # --------------------------------------------------------------------------------------------
 
 
+def allocate_uids(names: Iterable[str]) -> dict[str, int]:
+    """A uid per policy name from ``POLICY_UID_FIRST`` .. ``+POLICY_UID_COUNT``, deterministic.
+
+    Derived from a hash of the name, so adding or removing one policy leaves every other
+    policy's uid (and the image's user list, apart from that one line) as it was; two names
+    with the same hash slot: the later one (in name order) takes the next free uid.
+    """
+    first, count = defaults.POLICY_UID_FIRST, defaults.POLICY_UID_COUNT
+    taken: dict[str, int] = {}
+    used: set[int] = set()
+    for name in sorted(set(names)):
+        slot = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") % count
+        for _ in range(count):
+            if first + slot not in used:
+                break
+            slot = (slot + 1) % count
+        else:  # pragma: no cover - more policies than uids
+            raise InputError(f"more than {count} Python policies: no uid left")
+        taken[name] = first + slot
+        used.add(first + slot)
+    return taken
+
+
 def default_source_date_epoch(lock: Lock) -> int:
     """``$SOURCE_DATE_EPOCH`` if set, else the newest commit time of the lock's git policies,
     else :data:`defaults.DEFAULT_SOURCE_DATE_EPOCH` (1980-01-01). Never the wall clock."""
@@ -154,6 +183,7 @@ def make_plan(
             f"{platform}`"
         )
     policies = []
+    uids = allocate_uids(f.name for f in fetched)
     for f in sorted(fetched, key=lambda f: f.name):
         entry = lock.policy(f.name)
         artifact_sha = f.locked_artifact_sha256
@@ -191,6 +221,9 @@ def make_plan(
                 samples_dir=samples if samples is not None and samples.is_dir() else None,
                 source_time=f.commit_time,
                 index_url=f.index_url,
+                uid=uids[f.name],
+                gid=uids[f.name],
+                env=f.spec.env,
             )
         )
     go = tuple(

@@ -264,8 +264,9 @@ def setup(entries: list[PolicyEntry]) -> Containment:
                 "with --cap-drop, --security-opt no-new-privileges or as another user): every "
                 f"policy runs under the executor's uid {os.getuid()} and can signal every "
                 "process of the container (tini, the executor, the engine, the router, the "
-                "other policies' workers), read the other policies' workers' memory, "
-                "environment and files, and write the socket directory",
+                "other policies' workers), read the container's environment through tini's "
+                "/proc/1/environ, read the other policies' workers' memory, environment and "
+                "files, and write the socket directory",
             )
         )
     elif entries and not with_uid:

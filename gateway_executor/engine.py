@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway_executor import defaults, translate
+from gateway_executor.containment import Launch
 from gateway_executor.jobs import AcquireTimeout, CallState, Cancelled, Job, PolicyUnavailable
 from gateway_executor.percall import PerCallRunner
 from gateway_executor.pool import WorkerPool
@@ -74,10 +75,12 @@ class Engine:
         entries: list[PolicyEntry],
         settings: Settings | None = None,
         on_spawn: Callable[[int], None] | None = None,
+        launch: Launch | None = None,
     ) -> None:
         self.settings = settings or Settings()
         #: ``on_spawn(pid)``: runs for every policy process right after it started.
-        self.spawner = Spawner(on_spawn)
+        #: ``launch``: how worker processes start (uid/gid, environment; ``containment``).
+        self.spawner = Spawner(on_spawn, launch)
         #: Protections that could not be applied; ``HealthCheck`` lists them.
         self.protections = Protections()
         self.runtimes: dict[str, PolicyRuntime] = {}

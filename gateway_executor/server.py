@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from gateway_executor import defaults, output
+from gateway_executor import containment, defaults, output
 from gateway_executor.affinity import AffinityError, Placement
 from gateway_executor.config import ConfigError, ExecutorConfig, parse_config
 from gateway_executor.engine import Engine, Settings
@@ -102,6 +102,13 @@ class ExecutorServer:
             entries = load_registry(cfg.registry)
         except RegistryError as exc:
             raise StartError(str(exc)) from exc
+        # Before any thread starts (capabilities and no_new_privs belong to a thread; threads
+        # copy them): drop what the executor does not need, decide how workers start.
+        try:
+            self.containment = containment.setup(entries)
+        except containment.ContainmentError as exc:
+            raise StartError(str(exc)) from exc
+        launch = self.containment.launch
         # Before any thread starts: gRPC's threads and the worker drivers inherit the CPU.
         self.placement = Placement(cfg.executor_cpus)
         try:
@@ -121,7 +128,11 @@ class ExecutorServer:
                 quarantine_cooldown_s=cfg.quarantine_cooldown_s,
             ),
             on_spawn=self.placement.release,
+            launch=launch,
         )
+        launch.worker_cpus = self.placement.worker_cpus
+        for off in self.containment.off:
+            self.engine.protections.off(off.name, off.detail, off.policy)
         self.service = ExecutorService(self.engine)
         self._pools = {
             "stream": ThreadPoolExecutor(defaults.MAX_STREAMS, thread_name_prefix="grpc-stream"),
@@ -237,6 +248,7 @@ class ExecutorServer:
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
         self.placement.stop()
+        self.containment.launch.cleanup()
         _remove(self.cfg.socket_path)
         left = self.engine.live_pids()
         if left:

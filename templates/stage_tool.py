@@ -10,6 +10,10 @@ Runs inside the builder stages of the generated Dockerfile, with the stage's own
 ``compile``  compile the ``.py`` files below some directories the same way, then export them.
 ``export``   copy paths, stripping a CPython prefix of what a runtime does not need (pip, tests,
              headers, static libraries).
+``users``    the runtime's ``/etc/passwd`` and ``/etc/group`` plus one user and group per Python
+             policy, each policy's private home (mode 0700, owned by it), and the executor's
+             launcher: the runtime's ``setpriv`` with file capabilities (permitted only), runnable
+             by the runtime group alone.
 
 Exporting moves or copies a path to ``/export`` + the same absolute path and sets the time of
 every entry under ``/export`` to SOURCE_DATE_EPOCH.
@@ -22,9 +26,11 @@ byte-identical layer.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
@@ -219,6 +225,81 @@ def cmd_export(args: argparse.Namespace) -> None:
     set_times(EXPORT_ROOT, args.epoch)
 
 
+#: Capability numbers (linux/capability.h) of the names ``users --spec`` may list.
+CAPABILITIES = {"chown": 0, "kill": 5, "setgid": 6, "setuid": 7, "net_bind_service": 10}
+#: ``security.capability`` xattr, revision 2: magic, then (permitted, inheritable) low and high.
+VFS_CAP_REVISION_2 = 0x02000000
+
+
+def _table(text: str) -> list[list[str]]:
+    return [line.split(":") for line in text.splitlines() if line.strip()]
+
+
+def file_caps(names: list[str]) -> bytes:
+    """The ``security.capability`` value granting ``names`` as permitted capabilities only (no
+    effective bit: the program raises them itself, and a container without them can still run
+    it, getting none)."""
+    bits = 0
+    for name in names:
+        if name not in CAPABILITIES:
+            fail(f"unknown capability {name!r}")
+        bits |= 1 << CAPABILITIES[name]
+    return struct.pack("<5I", VFS_CAP_REVISION_2, bits & 0xFFFFFFFF, 0, bits >> 32, 0)
+
+
+def cmd_users(args: argparse.Namespace) -> None:
+    spec = json.loads(Path(args.spec).read_text(encoding="utf-8"))
+    runtime = Path(args.runtime)
+    passwd = (runtime / "passwd").read_text(encoding="utf-8")
+    group = (runtime / "group").read_text(encoding="utf-8")
+    users, groups = _table(passwd), _table(group)
+    run_uid, run_gid = spec["runtime_uid"], spec["runtime_gid"]
+    if not any(len(u) > 3 and u[2] == str(run_uid) and u[3] == str(run_gid) for u in users):
+        fail(f"the runtime base has no user with uid {run_uid} and gid {run_gid}")
+    user_names, uids = {u[0] for u in users}, {u[2] for u in users if len(u) > 2}
+    group_names, gids = {g[0] for g in groups}, {g[2] for g in groups if len(g) > 2}
+    new_users, new_groups = [], []
+    for p in spec["policies"]:
+        name, uid, gid, home = p["user"], p["uid"], p["gid"], p["home"]
+        if name in user_names or str(uid) in uids or name in group_names or str(gid) in gids:
+            fail(f"policy {p['name']}: user {name}, uid {uid} or gid {gid} is taken in the runtime")
+        user_names.add(name)
+        group_names.add(name)
+        uids.add(str(uid))
+        gids.add(str(gid))
+        new_users.append(
+            f"{name}:x:{uid}:{gid}:gateway policy {p['name']}:{home}:/usr/sbin/nologin"
+        )
+        new_groups.append(f"{name}:x:{gid}:")
+    etc = EXPORT_ROOT / "etc"
+    etc.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for file, text, lines in (("passwd", passwd, new_users), ("group", group, new_groups)):
+        out = etc / file
+        out.write_text(text.rstrip("\n") + "\n" + "".join(f"{line}\n" for line in lines))
+        out.chmod(0o644)
+    homes = EXPORT_ROOT / spec["homes_dir"].lstrip("/")
+    homes.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for p in spec["policies"]:
+        home = EXPORT_ROOT / p["home"].lstrip("/")
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chown(home, p["uid"], p["gid"])
+        home.chmod(0o700)
+    launcher = EXPORT_ROOT / spec["launcher"].lstrip("/")
+    launcher.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    shutil.copyfile(runtime / "setpriv", launcher)
+    # chown clears file capabilities, so they come last.
+    os.chown(launcher, 0, run_gid)
+    launcher.chmod(0o750)
+    caps = file_caps(spec["capabilities"])
+    os.setxattr(launcher, "security.capability", caps)
+    if os.getxattr(launcher, "security.capability") != caps:
+        fail(f"{launcher}: the file capabilities did not stick")
+    set_times(EXPORT_ROOT, args.epoch)
+    print(
+        f"stage_tool: {len(new_users)} policy users; {spec['launcher']} with {spec['capabilities']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="stage_tool.py", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -239,6 +320,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--strip-python", action="store_true")
     p.add_argument("paths", nargs="+")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("users", help="policy users, their homes and the executor's launcher")
+    p.add_argument("--spec", required=True, help="users.json of the build context")
+    p.add_argument("--runtime", required=True, help="directory with passwd, group, setpriv")
+    p.add_argument("--epoch", type=int, required=True)
+    p.set_defaults(func=cmd_users)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -196,6 +196,7 @@ def load_python_manifest(path: Path) -> tuple[PythonBuildManifest, list[PythonPo
                 workers=entry.workers or d.workers,
                 memory_mb=entry.memory_mb or d.memory_mb,
                 params=dict(entry.params),
+                env=tuple(entry.env),
                 origin=f"{name}:{line}:{col}",
                 declared_in=name,
                 default_python=d.python,

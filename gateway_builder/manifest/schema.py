@@ -9,10 +9,11 @@ from typing import Annotated, Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway_builder import defaults
 from gateway_builder.manifest.giturl import git_url_problem
+from gateway_executor.registry import ENV_NAME, RESERVED_ENV
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PYTHON_RE = re.compile(r"^3\.(\d{1,2})$")
@@ -28,6 +29,18 @@ def _check_name(value: str) -> str:
             "expected a policy name of lowercase letters, digits, '-' or '_' (at most 63 characters)"
         )
     return value
+
+
+def _check_env_name(value: str) -> str:
+    if not ENV_NAME.match(value) or value in RESERVED_ENV:
+        raise ValueError(
+            "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*; "
+            f"not {', '.join(RESERVED_ENV)}, which the executor sets)"
+        )
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
 
 
 def _check_python(value: str) -> str:
@@ -232,6 +245,8 @@ class PythonPolicyEntry(_Strict):
     workers: Annotated[int, Field(ge=1, le=64)] | None = None
     memory_mb: Annotated[int, Field(ge=64, le=1_048_576)] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    #: Environment variables of the container the policy's workers get (default: none).
+    env: Annotated[list[EnvName], Field(max_length=64)] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -242,6 +257,14 @@ class PythonPolicyEntry(_Strict):
     @classmethod
     def _py(cls, value: str | None) -> str | None:
         return None if value is None else _check_python(value)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: list[str]) -> list[str]:
+        dup = sorted({n for n in value if value.count(n) > 1})
+        if dup:
+            raise ValueError(f"expected each name once ({dup[0]} is listed twice)")
+        return value
 
 
 class PythonBuildManifest(_Strict):

@@ -69,6 +69,8 @@ class PythonPolicySpec:
     isolation: str
     workers: int
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+    #: Names of the container's environment variables its workers get (the ``env:`` allow-list).
+    env: tuple[str, ...] = ()
     origin: str = ""  # "manifests/python-build.yaml:12:5" for messages
     declared_in: str = ""  # "python-build.yaml" or "build.yaml"
     default_python: str = defaults.DEFAULT_PYTHON

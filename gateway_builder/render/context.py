@@ -32,7 +32,9 @@ from gateway_builder.render.manifest import MARKER, manifest_text
 from gateway_builder.render.registry import registry_json
 from gateway_builder.render.templating import (
     EntrypointValues,
+    HealthCheckValues,
     render_entrypoint,
+    render_health_check,
     render_template,
     template_dir,
 )
@@ -115,6 +117,13 @@ def write_context(
         f"rootfs{defaults.ENTRYPOINT_PATH}",
         render_entrypoint(
             EntrypointValues(has_python_policies=has_python, builder_version=plan.builder_version)
+        ),
+        executable=True,
+    )
+    w.text(
+        f"rootfs{defaults.HEALTH_CHECK_PATH}",
+        render_health_check(
+            HealthCheckValues(has_python_policies=has_python, builder_version=plan.builder_version)
         ),
         executable=True,
     )

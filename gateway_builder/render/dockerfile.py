@@ -59,6 +59,15 @@ def dockerfile_values(
             "uid": defaults.RUNTIME_UID,
             "ports": [str(p) for p in defaults.EXPOSED_PORTS],
             "entrypoint": [plan.bases.tini, "--", defaults.ENTRYPOINT_PATH],
+            "healthcheck": {
+                "options": (
+                    f"--interval={defaults.HEALTHCHECK_INTERVAL_S}s "
+                    f"--timeout={defaults.HEALTHCHECK_TIMEOUT_S}s "
+                    f"--start-period={defaults.HEALTHCHECK_START_PERIOD_S}s "
+                    f"--retries={defaults.HEALTHCHECK_RETRIES}"
+                ),
+                "command": [defaults.HEALTH_CHECK_PATH],
+            },
         },
         "labels": list(labels),
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gateway_builder.plan import BuildPlan, PythonPolicyPlan
 from gateway_builder.redact import redact_text
-from gateway_executor.paths import policy_dir, venv_dir
+from gateway_executor.paths import policy_dir, policy_home, venv_dir
 from gateway_executor.registry import PolicyEntry, registry_text
 
 
@@ -29,6 +29,10 @@ def registry_entry(policy: PythonPolicyPlan) -> PolicyEntry:
         memory_mb=policy.memory_mb,
         params=policy.params,
         source=redact_text(policy.source_label),
+        uid=policy.uid,
+        gid=policy.gid,
+        env=policy.env,
+        home=policy_home(policy.name),
     )
 
 

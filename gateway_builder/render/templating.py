@@ -82,3 +82,20 @@ class EntrypointValues:
 def render_entrypoint(values: EntrypointValues) -> str:
     """The bash entrypoint for an image with (or without) Python policies."""
     return render_template("entrypoint.sh.j2", **asdict(values))
+
+
+@dataclass(frozen=True)
+class HealthCheckValues:
+    """Everything ``health-check.sh.j2`` (the image's HEALTHCHECK) needs."""
+
+    has_python_policies: bool
+    builder_version: str = __version__
+    executor_python: str = f"{defaults.EXECUTOR_VENV}/bin/python"
+    executor_dir: str = defaults.EXECUTOR_DIR
+    executor_socket: str = defaults.PYTHON_EXECUTOR_SOCKET
+    probe_timeout: int = defaults.HEALTH_PROBE_TIMEOUT_S
+
+
+def render_health_check(values: HealthCheckValues) -> str:
+    """The bash health check asking the executor, the policy engine and the router."""
+    return render_template("health-check.sh.j2", **asdict(values))

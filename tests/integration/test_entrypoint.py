@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway_builder import defaults
 from gateway_builder.render.templating import EntrypointValues, render_entrypoint
+from gateway_executor import defaults as executor_defaults
 
 pytestmark = pytest.mark.integration
 
@@ -196,6 +198,8 @@ def test_starts_in_order_prefixes_output_and_forwards_arguments(gateway: Gateway
         str(sockets / "python-executor.sock"),
         "--ready-file",
         str(sockets / "python-executor.ready"),
+        "--shutdown-grace",
+        "3",
         "--workers",
         "3",
         "--log-level=DEBUG",
@@ -249,7 +253,9 @@ def test_signal_stops_router_engine_executor_in_order(
 
 
 def test_sigkill_after_the_grace_period(gateway: Gateway) -> None:
-    run = gateway.start(STANDIN_ROUTER="ignore-term", SHUTDOWN_GRACE_SECONDS="1")
+    # A 3 s budget: the router's share ends 2 s before its end (the engine's and the executor's
+    # 1 s each come after it).
+    run = gateway.start(STANDIN_ROUTER="ignore-term", SHUTDOWN_GRACE_SECONDS="3")
     run.wait_for("[rtr] router ready")
     t0 = time.monotonic()
     run.proc.send_signal(signal.SIGTERM)
@@ -257,12 +263,43 @@ def test_sigkill_after_the_grace_period(gateway: Gateway) -> None:
     elapsed = time.monotonic() - t0
     assert code == 1
     out = run.output()
-    assert "router did not stop within 1s: sending SIGKILL" in out
+    assert "stopping router (pid" in out and "SIGKILL after 1.0s" in out
+    assert "router did not stop within 1.0s: sending SIGKILL" in out
     assert "router killed" in out
     assert "not every process stopped cleanly" in out
     # The others are still stopped after the router was killed.
     assert _ordered(run.events(), "router term-ignored", "engine term", "executor term")
     assert elapsed >= 1.0
+
+
+def test_the_whole_shutdown_fits_its_budget(gateway: Gateway) -> None:
+    """SHUTDOWN_GRACE_SECONDS bounds the whole ordered shutdown, not each process: an executor
+    that ignores SIGTERM is killed at the budget's end, and the executor is told to finish 2 s
+    before it (--shutdown-grace; --py.shutdown-grace overrides)."""
+    run = gateway.start(STANDIN_EXECUTOR="ignore-term", SHUTDOWN_GRACE_SECONDS="4")
+    run.wait_for("[rtr] router ready")
+    t0 = time.monotonic()
+    run.proc.send_signal(signal.SIGTERM)
+    code = run.finish()
+    elapsed = time.monotonic() - t0
+    assert code == 1
+    assert "executor did not stop within " in run.output()
+    assert 3.5 <= elapsed < 4 + 3, elapsed  # the budget, plus bash and the stand-ins' exits
+    argv = run.argv("executor")
+    assert argv[argv.index("--shutdown-grace") + 1] == "2"
+
+    rendered = gateway.start("--py.shutdown-grace", "1.5")
+    rendered.wait_for("[rtr] router ready")
+    argv = rendered.argv("executor")
+    # The budget rendered into this entrypoint is 5 s: the executor gets 3; the user's
+    # --py.shutdown-grace comes later and wins.
+    assert argv[argv.index("--shutdown-grace") :][:2] == ["--shutdown-grace", "3"]
+    assert argv[-2:] == ["--shutdown-grace", "1.5"]
+    rendered.proc.send_signal(signal.SIGTERM)
+    assert rendered.finish() == 0
+    # The image's default: 8 s, inside docker stop's 10 s; the executor's own default is the 6
+    # the entrypoint gives it.
+    assert defaults.SHUTDOWN_GRACE_S == 8 and executor_defaults.SHUTDOWN_GRACE_S == 6
 
 
 def test_slow_stop_within_grace_is_clean(gateway: Gateway) -> None:

@@ -22,7 +22,7 @@ import pytest
 from gateway_builder import defaults
 from gateway_builder.errors import BuildError, InputError
 from gateway_builder.models import BaseImages, LockedRequirement, PolicyArtifact, PythonBase
-from gateway_builder.plan import BuildPlan, GoPolicyEntry, PythonPolicyPlan
+from gateway_builder.plan import BuildPlan, GoPolicyEntry, PythonPolicyPlan, allocate_uids
 from gateway_builder.render import (
     labels_for,
     render,
@@ -117,6 +117,7 @@ def bases(*, standin: bool = False, tini: str = defaults.TINI_PATH) -> BaseImage
 def make_plan(index: LocalIndex, tmp: Path, **changes: object) -> BuildPlan:
     """Two policies: prompt-guard as a simple directory (3.11), token-scorer packaged (3.12)."""
     sdk = index.add("apip-sdk-core", "0.2.3")
+    uids = allocate_uids(["prompt-guard", "token-scorer"])
     guard = PythonPolicyPlan(
         name="prompt-guard",
         version="v1.0.0",
@@ -135,6 +136,8 @@ def make_plan(index: LocalIndex, tmp: Path, **changes: object) -> BuildPlan:
         source_label="git+https://user:s3cret@git.example/org/policies.git@abc123#subdirectory=prompt-guard",
         resolved="abc123",
         source_time=GIT_TIME,
+        uid=uids["prompt-guard"],
+        gid=uids["prompt-guard"],
         samples_dir=SAMPLES / "prompt-guard" / "samples",
     )
     own = make_wheel(tmp / "built", "gwb-token-scorer", "1.0.0")
@@ -155,6 +158,8 @@ def make_plan(index: LocalIndex, tmp: Path, **changes: object) -> BuildPlan:
         params_json="{}",
         source_label="path:../policy_sources/token-scorer",
         resolved="sha256:" + "1" * 64,
+        uid=uids["token-scorer"],
+        gid=uids["token-scorer"],
         samples_dir=SAMPLES / "token-scorer" / "samples",
     )
     plan = BuildPlan(
@@ -280,6 +285,12 @@ def test_registry_matches_the_contract_and_the_executor_reads_it(
         "memory_mb": 1024,
         "params": {"action": "mask"},
         "source": "git+https://user:****@git.example/org/policies.git@abc123#subdirectory=prompt-guard",
+        # Its own uid and gid (from a hash of the name: the same in every build), a private home
+        # of that uid, and no environment variable of the container.
+        "uid": 26818,
+        "gid": 26818,
+        "env": [],
+        "home": "/var/lib/gateway-policies/prompt-guard",
     }
     assert scorer["sys_path"] == [] and scorer["python"] == "/opt/venvs/token-scorer/bin/python"
     entries = parse_registry(doc)
@@ -337,12 +348,14 @@ def test_dockerfile_stages_order_and_metadata(index: LocalIndex, tmp_path: Path)
         "FROM py:3.11 AS executor",
         "FROM py:3.11 AS policy-prompt-guard",
         "FROM py:3.12 AS policy-token-scorer",
+        "FROM py:3.11 AS users",
         "FROM registry.example/gateway-runtime:1.2.0",
     ]
     runtime = lines[lines.index(froms[-1]) :]
     copies = [line for line in runtime if line.startswith("COPY")]
     assert copies == [
         "COPY --from=cpython-3.12 /export/ /",
+        "COPY --from=users /export/ /",
         "COPY --from=engine /export/ /",
         "COPY --from=executor /export/ /",
         "COPY --from=policy-prompt-guard /export/ /",

@@ -84,11 +84,24 @@ class Handler(BaseHTTPRequestHandler):
         log(f"{self.address_string()} {format % args}")
 
 
+def not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0, as the image wants of its router: no process of this user may trace it
+    or read its memory. (A script cannot be made execute-only like a binary.)"""
+    try:
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:
+            log("warning: cannot clear the dumpable flag")
+    except (OSError, AttributeError):
+        log("warning: cannot clear the dumpable flag")
+
+
 def main(argv: list[str]) -> int:
     """Run until SIGTERM/SIGINT; 0 on a clean stop."""
     if "--version" in argv:
         print(VERSION)
         return 0
+    not_dumpable()
     known, ignored = parse_args(argv)
     config = known.get("config", "(none)")
     log(
