@@ -10,10 +10,12 @@ from gateway_executor import defaults as _executor
 from gateway_executor.paths import (  # noqa: F401 (the image layout, shared with the executor)
     APP_DIR,
     EXECUTOR_DIR,
+    EXECUTOR_LAUNCHER,
     EXECUTOR_VENV,
     EXECUTOR_VENV_NAME,
     POLICIES_DIR,
     POLICY_ENGINE_SOCKET,
+    POLICY_HOMES_DIR,
     PYTHON_EXECUTOR_READY_FILE,
     PYTHON_EXECUTOR_SOCKET,
     REGISTRY_FILE_NAME,
@@ -46,6 +48,8 @@ DEFAULT_FAILURE_MODE: Final = "fail"
 DEFAULT_TIMEOUT_MS: Final = int(_executor.DEFAULT_TIMEOUT_S * 1000)
 DEFAULT_ISOLATION: Final = "worker"
 DEFAULT_WORKERS: Final = _executor.DEFAULT_WORKERS
+#: Memory limit of each worker process of a policy (``memory_mb``), MiB.
+DEFAULT_MEMORY_MB: Final = _executor.DEFAULT_MEMORY_MB
 #: Every policy venv gets the SDK; the lock pins it.
 SDK_REQUIREMENT: Final = "apip-sdk-core>=0.2.3,<0.3"
 POLICY_DEFINITION_FILE: Final = "policy-definition.yaml"
@@ -101,8 +105,20 @@ ENVOY_CONFIG: Final = "/etc/envoy/envoy.yaml"
 ENVOY_CONFIG_OVERRIDE: Final = "/etc/envoy/config-override.yaml"
 #: Init process of the runtime base (upstream and local bases both install Debian's tini here).
 TINI_PATH: Final = "/usr/bin/tini"
+#: util-linux ``setpriv`` in the runtime base (Debian and Ubuntu ship it in an essential package):
+#: the image's executor launcher is a copy of it with file capabilities.
+RUNTIME_SETPRIV: Final = "/usr/bin/setpriv"
 RUNTIME_USER: Final = "wso2"
 RUNTIME_UID: Final = 10001
+#: Each Python policy's workers run under a uid (and gid of the same number) of its own, taken
+#: from this range by a hash of the policy's name (``plan.allocate_uids``); the image has a user
+#: ``<POLICY_USER_PREFIX><name>`` for each.
+POLICY_UID_FIRST: Final = 20000
+POLICY_UID_COUNT: Final = 10000
+POLICY_USER_PREFIX: Final = "pol-"
+#: The capabilities the executor keeps (ambient, through ``EXECUTOR_LAUNCHER``) to start its
+#: workers under those uids and to stop them; it drops every other one.
+EXECUTOR_CAPABILITIES: Final = ("kill", "setgid", "setuid")
 EXPOSED_PORTS: Final = (8080, 8443, 9901, 9002, 9003)
 #: TCP fallback port for the executor (debugging only).
 EXECUTOR_DEBUG_PORT: Final = 9004

@@ -38,6 +38,7 @@ from gateway_builder.render.templating import (
     render_template,
     template_dir,
 )
+from gateway_builder.render.users import USERS_SPEC, users_json
 from gateway_builder.render.wheelhouse import Downloader, write_locks_and_wheelhouses
 from gateway_builder.render.writer import ContextWriter
 
@@ -93,6 +94,7 @@ def _write_python_inputs(w: ContextWriter, plan: BuildPlan, download: Downloader
                 f"samples of policy '{p.name}'",
             )
     w.text(f"rootfs{defaults.REGISTRY_PATH}", registry_json(plan))
+    w.text(USERS_SPEC, users_json(plan))
     return installer
 
 

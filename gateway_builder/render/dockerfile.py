@@ -13,6 +13,7 @@ from typing import Any
 from gateway_builder import defaults
 from gateway_builder.errors import InputError
 from gateway_builder.plan import BuildPlan
+from gateway_builder.render.users import USERS_SPEC
 from gateway_builder.render.wheelhouse import policy_pins
 from gateway_executor.paths import policy_dir, venv_dir
 
@@ -39,9 +40,11 @@ def dockerfile_values(
     engine = _engine_values(plan)
     cpythons: list[dict[str, Any]] = []
     venvs: list[dict[str, Any]] = []
+    users = None
     if plan.python_policies:
         cpythons = _cpython_values(plan, epoch)
         venvs = _venv_values(plan, installer)
+        users = _users_values(plan, epoch)
     return {
         "builder_version": plan.builder_version,
         "gateway_version": plan.gateway_version,
@@ -54,6 +57,7 @@ def dockerfile_values(
         "engine": engine,
         "cpythons": cpythons,
         "venvs": venvs,
+        "users": users,
         "runtime": {
             "image": plan.bases.runtime,
             "uid": defaults.RUNTIME_UID,
@@ -93,6 +97,25 @@ def _engine_values(plan: BuildPlan) -> dict[str, Any] | None:
         ],
         "output": f"{out}/{defaults.ENGINE_BUILDER_OUTPUT}",
         "epoch": str(plan.stage_epoch()),
+    }
+
+
+def _users_values(plan: BuildPlan, epoch: str) -> dict[str, Any]:
+    """The ``users`` stage: runs on the executor's Python base with the runtime's user files."""
+    base = plan.bases.python(plan.executor_python)
+    runtime = f"{IN_STAGE}/runtime"
+    command = _stage_cmd(
+        base.executable,
+        "users",
+        "--spec", f"{IN_STAGE}/{USERS_SPEC}",
+        "--runtime", runtime,
+        "--epoch", epoch,
+    )  # fmt: skip
+    return {
+        "image": base.image,
+        "from_runtime": ["/etc/passwd", "/etc/group", defaults.RUNTIME_SETPRIV, f"{runtime}/"],
+        "spec": USERS_SPEC,
+        "command": command,
     }
 
 

@@ -74,6 +74,9 @@ class EntrypointValues:
     router_config: str = defaults.ENVOY_CONFIG
     router_config_override: str = defaults.ENVOY_CONFIG_OVERRIDE
     socket_dir: str = defaults.SOCKET_DIR
+    executor_launcher: str = defaults.EXECUTOR_LAUNCHER
+    executor_caps: str = ",".join(f"+{c}" for c in defaults.EXECUTOR_CAPABILITIES)
+    setpriv: str = defaults.RUNTIME_SETPRIV
     executor_ready_timeout: int = defaults.EXECUTOR_READY_TIMEOUT_S
     engine_ready_timeout: int = defaults.ENGINE_READY_TIMEOUT_S
     shutdown_grace: int = defaults.SHUTDOWN_GRACE_S
