@@ -134,6 +134,8 @@ class BuildOptions:
     #: Build this already rendered context instead of running the front half.
     from_context: Path | None = None
     until: Stage = Stage.SMOKE
+    #: Keep the builder stages' step images (the layer cache) instead of removing them.
+    keep_stages: bool = False
 
 
 @dataclass(frozen=True)

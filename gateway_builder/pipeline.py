@@ -14,16 +14,16 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from gateway_builder import defaults
 from gateway_builder.bases import choose_bases
-from gateway_builder.build import BuiltImage, build_image
+from gateway_builder.build import BuiltImage, build_image, failed_tag, tag_image
 from gateway_builder.cache import Cache
 from gateway_builder.dockerd import ensure_engine
-from gateway_builder.errors import InputError
+from gateway_builder.errors import GatewayBuilderError, InputError
 from gateway_builder.fetch import FetchedPolicy, fetch_policies
 from gateway_builder.lock import (
     LockResult,
@@ -266,20 +266,40 @@ def run(options: BuildOptions, ui: UI, *, bases: BasesChooser | None = None) -> 
         if outcome.standin:
             ui.warn(defaults.STANDIN_WARNING)
         client = ensure_engine(log=ui.info)
+        smoke = options.until >= Stage.SMOKE
         with ui.step("build"):
+            # A smoke-tested image gets its tags only once it passed.
             outcome.built = build_image(
                 outcome.context,
                 client=client,
-                tags=options.tags,
+                tags=() if smoke else options.tags,
                 nocache=options.no_cache,
                 labels=extra_labels,
                 log=ui.info,
                 detail=ui.debug,
+                keep_stages=options.keep_stages,
             )
-        if options.until >= Stage.SMOKE:
+        if smoke:
             with ui.step("smoke test"):
-                outcome.smoke = smoke_test(
-                    outcome.built.id, options.smoke, context_dir=outcome.context, ui=ui
-                )
+                try:
+                    outcome.smoke = smoke_test(
+                        outcome.built.id, options.smoke, context_dir=outcome.context, ui=ui
+                    )
+                except GatewayBuilderError as exc:
+                    exc.message += _failed_image(client, outcome.built.id, options.tags)
+                    exc.args = (exc.message,)
+                    raise
             ui.info(outcome.smoke.table())
+            tag_image(client, outcome.built.id, options.tags)
+            outcome.built = replace(outcome.built, tags=options.tags)
         return outcome
+
+
+def _failed_image(client: Any, image_id: str, tags: Sequence[str]) -> str:
+    """Tag an image that failed its smoke test ``<tag>-failed`` (never the requested tags);
+    what to add to the error."""
+    if not tags:
+        return f"; the image {image_id} was not tagged"
+    failed = [failed_tag(t) for t in tags]
+    tag_image(client, image_id, failed)
+    return f"; the image is tagged {', '.join(failed)}, not {', '.join(tags)}"

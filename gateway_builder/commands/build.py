@@ -14,7 +14,7 @@ from gateway_builder.errors import InputError
 from gateway_builder.options import BuildOptions, SmokeOptions, Stage, check_tags
 from gateway_builder.pipeline import Outcome
 from gateway_builder.pipeline import run as run_pipeline
-from gateway_builder.ui import UI
+from gateway_builder.ui import UI, counted
 
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
@@ -34,6 +34,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         no_cache=args.no_cache,
         from_context=args.from_context,
         smoke=SmokeOptions(),
+        keep_stages=args.keep_stage_images,
     )
 
 
@@ -71,6 +72,8 @@ def _report(outcome: Outcome, ui: UI) -> dict[str, Any]:
         f"size   {built.size / 1e6:.1f} MB, {len(built.layers)} layers; "
         f"{built.cached_steps}/{built.steps} steps from cache, {built.seconds:.1f}s",
     ]
+    if built.removed_images:
+        human.append(f"clean  removed the {counted(built.removed_images, 'step image')} it created")
     if outcome.standin:
         human.append("NOTE   router and policy engine are stand-ins (--bases local)")
     ui.result(data, "\n".join(human))

@@ -45,8 +45,12 @@ class Workspace:
         ]
 
     def build(self, *extra: str) -> dict[str, Any]:
-        """``gateway-builder build --bases local --no-smoke`` of this workspace; the result."""
-        args = cli.build_parser().parse_args(self.argv("build", "--no-smoke", *extra))
+        """``gateway-builder build --bases local --no-smoke`` of this workspace; the result.
+
+        Builds keep their stage images (the layer cache), so rebuilds here stay fast;
+        test_build_hygiene checks the default clean-up."""
+        argv = self.argv("build", "--no-smoke", "--keep-stage-images", *extra)
+        args = cli.build_parser().parse_args(argv)
         return build_command.run(args, UI(verbosity=-1))
 
 

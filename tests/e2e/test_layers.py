@@ -24,8 +24,6 @@ from gateway_builder.ui import UI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.network]
 
-#: Rebuilds reuse the builder stages' images (only changed stages run again).
-KEEP = ("--keep-stage-images",)
 POLICY = "prompt-guard"
 
 
@@ -77,7 +75,7 @@ def test_a_tag_bump_of_one_git_policy_changes_only_its_layers(
         )
     )
     context = ws.root / "context"
-    first = ws.build("--out", str(context), *KEEP)
+    first = ws.build("--out", str(context))
     layers = docker_client.images.get(first["image"]).attrs["RootFS"]["Layers"]
 
     def bump(tag: str, when: int) -> list[str]:
@@ -91,7 +89,7 @@ def test_a_tag_bump_of_one_git_policy_changes_only_its_layers(
         assert next(p for p in locked["policies"] if p["name"] == POLICY)["resolved"] == repo.git(
             "rev-parse", "HEAD"
         )
-        again = ws.build("--out", str(context), *KEEP)
+        again = ws.build("--out", str(context))
         after = docker_client.images.get(again["image"]).attrs["RootFS"]["Layers"]
         changed = changed_copies(layers, after, context / "Dockerfile")
         layers = after

@@ -64,6 +64,7 @@ def default_image(
             "--bases",
             "local",
             "--no-smoke",
+            "--keep-stage-images",
             "--build-file",
             str(ws / defaults.DEFAULT_BUILD_FILE),
             "--python-build-file",
