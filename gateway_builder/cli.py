@@ -392,7 +392,12 @@ def _add_policy_commands(sub: Any, g: argparse.ArgumentParser) -> None:
         "describe-policy", parents=[g], help="a policy's reference page, for docs sites"
     )
     sp.add_argument("policy_dir", type=Path, metavar="DIR", help="the policy folder")
-    sp.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    sp.add_argument(
+        "--format",
+        choices=("markdown", "json"),
+        default="markdown",
+        help="a Markdown page (default) or the same as JSON",
+    )
 
 
 def _run(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
