@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "smoke"
 DEFAULT_TAG = "gateway-builder-e2e/smoke-default:latest"
 FIXTURE_REPO = "gateway-builder-e2e/smoke-fixture"
+#: The keys of a smoke-test --json result, passing or failing.
+REPORT_KEYS = {"ok", "image", "seconds", "error", "steps", "policies", "warnings"}
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ def test_the_cli_without_a_context_reads_the_image(
     out = capsys.readouterr().out
     assert code == 0, out
     result = json.loads(out)
+    assert set(result) == REPORT_KEYS
     assert result["ok"] is True and result["error"] is None
     assert [s["step"] for s in result["steps"]] == list(STEPS)
     assert all(s["status"] == "pass" for s in result["steps"])
@@ -259,6 +262,7 @@ def test_a_broken_image_fails_with_its_cause(
     assert code == 1, captured.err
     result = json.loads(captured.out)
     assert result["ok"] is False and result["exit_code"] == 1
+    assert set(result) == REPORT_KEYS | {"exit_code"}  # the passing report's shape, kept
     assert re.search(case.message, result["error"]), result["error"]
     statuses = {s["step"].removeprefix("smoke: "): s["status"] for s in result["steps"]}
     assert statuses[case.step] == "fail"
@@ -282,3 +286,7 @@ def test_an_unknown_image_is_bad_input(
     assert err == [
         "error: image gateway-builder-e2e/does-not-exist:nope not found in the local container engine"
     ]
+    assert cli.main(["smoke-test", "--json", "gateway-builder-e2e/does-not-exist:nope"]) == 2
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == REPORT_KEYS | {"exit_code"}
+    assert result["ok"] is False and result["steps"] == [] and "not found" in result["error"]
