@@ -69,6 +69,9 @@ class Sink:
         self._thread: threading.Thread | None = None
 
     def start(self) -> Sink:
+        """Start the writer thread. Until then lines are written at once by whoever logs
+        (start-up): the thread must start after the executor dropped its capabilities and chose
+        its CPU (both per thread, copied by new threads), so the spawner starts it."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="stdout-writer", daemon=True)
             self._thread.start()
@@ -76,6 +79,9 @@ class Sink:
 
     def put(self, line: bytes, policy: bool, lines: int = 1) -> bool:
         """Queue ``line`` (newline included; it may hold ``lines`` lines); False if dropped."""
+        if self._thread is None:
+            self._write(line)
+            return True
         budget = POLICY_BUDGET if policy else EXECUTOR_BUDGET
         with self._cond:
             if self._queued[policy] + len(line) > budget:
@@ -114,18 +120,21 @@ class Sink:
                     b"executor: stdout could not keep up: dropped %d lines of policy output"
                     b" and %d of the executor's own\n" % (lost_policy, lost_executor)
                 )
-            view = memoryview(data)
-            while view:
-                try:
-                    n = os.write(self.fd, view)
-                except InterruptedError:
-                    continue
-                except OSError:
-                    break  # stdout is gone: nothing to tell anyone
-                view = view[n:]
+            self._write(data)
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except InterruptedError:
+                continue
+            except OSError:
+                return  # stdout is gone: nothing to tell anyone
+            view = view[n:]
 
     def flush(self, timeout: float = 1.0) -> None:
         """Wait (at most ``timeout``) until everything queued was written (at exit)."""
@@ -250,14 +259,14 @@ def sink() -> Sink:
     global _sink
     with _setup:
         if _sink is None:
-            _sink = Sink(1).start()
+            _sink = Sink(1)
         return _sink
 
 
 def pump() -> OutputPump:
-    """The process's worker-output pump (started on first use)."""
+    """The process's worker-output pump (started on first use, with the sink's writer)."""
     global _pump
-    s = sink()
+    s = sink().start()
     with _setup:
         if _pump is None:
             _pump = OutputPump(s)

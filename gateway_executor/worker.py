@@ -107,6 +107,9 @@ class Spawner:
         #: Workers watched by polling where pidfds are missing.
         self._unwatched: set[WorkerProcess] = set()
         self._stopping = False
+        # The first threads the executor starts on purpose: after it dropped its capabilities
+        # and chose its CPU (``containment``, ``affinity``), which threads inherit.
+        output.sink().start()
         self._thread = threading.Thread(target=self._run, name="worker-spawner", daemon=True)
         self._thread.start()
 
