@@ -40,8 +40,10 @@ def run(args: argparse.Namespace, ui: UI) -> dict[str, Any]:
     def report(done: PolicyRun | None, error: GatewayBuilderError | None) -> None:
         if done is not None:
             ui.result(done.as_dict(), done.table() + "\n")
-        elif error is not None:
+        elif error is not None:  # keep watching: show why, as a single run would
             ui.error(error.message)
+            if error.details:
+                ui.info(error.details.rstrip())
 
     last = watch(options, ui, report)
     if last is None:

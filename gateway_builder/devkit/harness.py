@@ -387,10 +387,11 @@ class PolicyHarness:
         answer."""
         from gateway_executor.samples import build_request
 
+        instance_id = self._instance_id()  # attaches with the defaults if init() was not called
         self._calls += 1
         req = build_request(
             payload,
-            instance_id=self._instance_id(),
+            instance_id=instance_id,
             policy_name=self.policy.name,
             policy_version=self.policy.definition.version,
             params=self._params,

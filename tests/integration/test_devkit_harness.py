@@ -373,3 +373,23 @@ def test_the_executor_does_not_outlive_a_killed_harness(
             break
         assert time.monotonic() < deadline, "the executor outlived the process that started it"
         time.sleep(0.1)
+
+
+def test_test_policy_needs_no_docker(
+    tmp_path: Path, devkit_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the Docker SDK unimportable (and no engine asked for), test-policy still runs."""
+    folder = scaffold(tmp_path, "nodocker", "request_body", capsys=capsys)
+    blocker = tmp_path / "blocker" / "docker"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('no Docker here')\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway_builder", "test-policy", str(folder)],
+        env={**devkit_env, "PYTHONPATH": f"{blocker.parent}{os.pathsep}{REPO}"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 of 1 samples passed" in done.stdout
