@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway_builder import defaults
 from gateway_builder.devkit.actions import Action, decode_response, message_fields
@@ -47,6 +47,7 @@ HARNESS_METADATA: dict[str, str] = {
     "api_version": "v1.0",
 }
 _STARTING = "policies are starting"
+T = TypeVar("T")
 _LOG_TAIL = 40
 
 
@@ -343,9 +344,21 @@ class PolicyHarness:
 
     # -- executor calls -----------------------------------------------------------------------
 
+    def _rpc(self, what: str, call: Callable[[], T]) -> T:
+        """One call to the executor; a failed call is a :class:`BuildError` saying whether the
+        executor is still running, with its log tail."""
+        try:
+            return call()
+        except Exception as exc:  # grpc.RpcError, or the stream ending under a pending call
+            code = self._proc.poll() if self._proc is not None else None
+            state = "running" if code is None else f"exited with code {code}"
+            detail = getattr(exc, "details", None)
+            reason = detail() if callable(detail) else str(exc)
+            raise self._fail(f"{what} failed (the executor is {state}): {reason}") from None
+
     def status(self) -> dict[str, Any]:
         """The policy's ``HealthCheck`` entry: ready, python_version, distributions, ..."""
-        health = self.client.health()
+        health = self._rpc("HealthCheck", lambda: self.client.health())
         for status in health.policies:
             if status.name == self.policy.name:
                 fields = message_fields(status)
@@ -361,11 +374,15 @@ class PolicyHarness:
         self.check_params(params)
         client = self.client
         if self._instance is not None:
-            client.destroy_policy(self._instance)
+            instance = self._instance
+            self._rpc("DestroyPolicy", lambda: client.destroy_policy(instance))
             self._instance = None
         meta = {**HARNESS_METADATA, **metadata}
         definition = self.policy.definition
-        answer = client.init_policy(definition.name, definition.version, params, **meta)
+        answer = self._rpc(
+            "InitPolicy",
+            lambda: client.init_policy(definition.name, definition.version, params, **meta),
+        )
         if not answer.success:
             raise self._fail(f"InitPolicy failed: {answer.error_message or 'no message'}")
         self._instance, self._params = str(answer.instance_id), params
@@ -402,7 +419,7 @@ class PolicyHarness:
             api_version=HARNESS_METADATA["api_version"],
             **request,
         )
-        return decode_response(self.client.execute(req))
+        return decode_response(self._rpc("ExecuteStream", lambda: self.client.execute(req)))
 
     @staticmethod
     def _request(
@@ -549,7 +566,7 @@ class PolicyHarness:
             **HARNESS_METADATA,
         )
         started = time.perf_counter()
-        response = self.client.execute(request)
+        response = self._rpc("ExecuteStream", lambda: self.client.execute(request))
         ms = (time.perf_counter() - started) * 1000
         outcome = samples_mod.outcome_of(response, sample)
         problems = samples_mod.check_expectation(outcome, sample.expect)
