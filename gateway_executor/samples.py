@@ -2,8 +2,9 @@
 
 The sample format is described in docs/DESIGN.md ("Sample requests"). A sample names a buffered
 phase, the request (and response) the policy sees and what the policy must do (``expect``).
-The image smoke test, the executor client and the sample policies' own tests all go through
-this module, so a sample means the same request everywhere (:func:`context_fields`):
+The image smoke test, the executor client and the builder's test harness (``test-policy``,
+``gateway_builder.testing``) all go through this module, so a sample means the same request
+everywhere (:func:`context_fields`):
 
 * header names are lower-cased, as Envoy delivers them to the policy engine;
 * a body is complete (end of stream); a string travels as UTF-8, other JSON compactly; a phase
@@ -13,8 +14,8 @@ this module, so a sample means the same request everywhere (:func:`context_field
   :data:`DEFAULT_AUTHORITY` unless it gives ``authority``, the scheme ``http`` unless it gives
   ``scheme``; a response's status is 200 unless it gives ``status``.
 
-Only :func:`build_request` and :func:`sample_request` need protobuf (imported when called): the
-sample policies' tests use the rest in a venv holding just the policy's pins and the SDK.
+Only :func:`build_request`, :func:`sample_request` and :func:`outcome_of` deal in protobuf
+messages (imported when called): reading and checking samples needs the standard library only.
 """
 
 from __future__ import annotations
