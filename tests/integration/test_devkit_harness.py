@@ -393,3 +393,19 @@ def test_test_policy_needs_no_docker(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 of 1 samples passed" in done.stdout
+
+
+def test_a_vanished_executor_is_a_build_error_not_a_grpc_traceback(
+    tmp_path: Path, devkit_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = scaffold(tmp_path, "vanish", capsys=capsys)
+    with PolicyHarness(folder) as harness:
+        pid = harness.executor_pid
+        assert pid is not None
+        os.kill(pid, 9)
+        deadline = time.monotonic() + 30
+        while harness._proc is not None and harness._proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with pytest.raises(BuildError, match=r"InitPolicy failed \(the executor is exited"):
+            harness.init()
