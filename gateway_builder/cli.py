@@ -118,6 +118,12 @@ def _fetch_flags() -> argparse.ArgumentParser:
         help="the lock file, whose pinned sources fetch reuses (default: named after the Python "
         "manifest and next to it: python-build.yaml -> python-build.lock, other.yaml -> other.lock)",
     )
+    p.add_argument(
+        "--allow-host-builds",
+        action="store_true",
+        help="run policies' build code (their build backend, setup.py) on this machine instead "
+        "of a throwaway container without network or credentials",
+    )
     return p
 
 

@@ -39,6 +39,8 @@ class SessionOptions:
     offline: bool = False
     #: None: ``python-build.lock`` next to the Python manifest.
     lock_file: Path | None = None
+    #: Run policies' build code on this machine (``--allow-host-builds``) instead of a sandbox.
+    allow_host_builds: bool = False
 
     def manifest_paths(self) -> tuple[Path | None, Path | None]:
         """The manifests to load: the explicit ones, else the defaults that exist."""

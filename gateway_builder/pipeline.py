@@ -102,7 +102,12 @@ class Session:
             self.cache.warn = ui.warn
         pins = {} if upgrade else pins_from_lock(self.previous, skip=upgrade_policies)
         return fetch_policies(
-            self.manifests.python_policies(), self.cache, base=self.base, pins=pins, ui=ui
+            self.manifests.python_policies(),
+            self.cache,
+            base=self.base,
+            pins=pins,
+            ui=ui,
+            host_builds=self.options.allow_host_builds,
         )
 
     def check(self, fetched: Sequence[FetchedPolicy], opts: LockOptions) -> Lock:

@@ -29,6 +29,7 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         cache_dir=args.cache_dir,
         offline=args.offline,
         lock_file=args.lock_file,
+        allow_host_builds=args.allow_host_builds,
     )
 
 

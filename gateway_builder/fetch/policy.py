@@ -28,6 +28,7 @@ from gateway_builder.fetch.definition import (
     read_python_version,
     validate_policy,
 )
+from gateway_builder.fetch.sandbox import LogFn
 from gateway_builder.fetch.sources import (
     SourcePin,
     SourceTree,
@@ -241,8 +242,14 @@ def fetch_policy(
     *,
     base: Path,
     pin: SourcePin | None = None,
+    host_builds: bool = False,
+    log: LogFn | None = None,
 ) -> FetchedPolicy:
-    """Fetch and validate one policy. ``base``: the lock file's directory (for portable paths)."""
+    """Fetch and validate one policy. ``base``: the lock file's directory (for portable paths).
+
+    ``host_builds``: run a policy's build code on this machine instead of a sandbox container
+    (``--allow-host-builds``); ``log`` gets progress lines (e.g. a sandbox image being built).
+    """
     what = describe(spec)
     digest = spec_digest(spec, base)
     usable_pin = pin if pin is not None and pin.spec_digest == digest else None
@@ -250,7 +257,7 @@ def fetch_policy(
     if isinstance(src, GitSource):
         got = from_git(spec, src, cache, usable_pin)
     elif isinstance(src, PipSource):
-        got = from_index(spec, src, cache, usable_pin)
+        got = from_index(spec, src, cache, usable_pin, host_builds=host_builds, log=log)
     else:
         got = from_path(spec, src, cache, base)
     index_url = src.index_url if isinstance(src, PipSource) else None
@@ -273,6 +280,8 @@ def fetch_policy(
                 or spec.default_python,
                 index_url=index_url,
                 source_date_epoch=got.epoch,
+                host_builds=host_builds,
+                log=log,
             ),
         )
     layout = (
@@ -326,12 +335,21 @@ def fetch_policies(
     pins: Mapping[str, SourcePin] | None = None,
     ui: UI | None = None,
     jobs: int = 4,
+    host_builds: bool = False,
 ) -> list[FetchedPolicy]:
-    """Fetch every policy (in parallel), in the order of ``specs``."""
+    """Fetch every policy (in parallel), in the order of ``specs``; ``host_builds``: see
+    :func:`fetch_policy`."""
     pins = pins or {}
 
     def one(spec: PythonPolicySpec) -> FetchedPolicy:
-        fetched = fetch_policy(spec, cache, base=base, pin=pins.get(spec.name))
+        fetched = fetch_policy(
+            spec,
+            cache,
+            base=base,
+            pin=pins.get(spec.name),
+            host_builds=host_builds,
+            log=ui.info if ui is not None else None,
+        )
         if ui is not None:
             tag = f"tag {fetched.tag}, " if fetched.tag else ""
             ui.info(

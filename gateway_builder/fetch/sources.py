@@ -23,6 +23,7 @@ from gateway_builder.fetch.definition import (
 )
 from gateway_builder.fetch.git import fetch_git
 from gateway_builder.fetch.index import IndexClient, IndexFile, file_version
+from gateway_builder.fetch.sandbox import LogFn
 from gateway_builder.fetch.tree import content_hash, copy_tree
 from gateway_builder.fetch.wheel import build_wheel
 from gateway_builder.manifest import GitSource, PathSource, PipSource, PythonPolicySpec
@@ -153,7 +154,13 @@ def _select_index_file(
 
 
 def from_index(
-    spec: PythonPolicySpec, src: PipSource, cache: Cache, pin: SourcePin | None
+    spec: PythonPolicySpec,
+    src: PipSource,
+    cache: Cache,
+    pin: SourcePin | None,
+    *,
+    host_builds: bool = False,
+    log: LogFn | None = None,
 ) -> SourceTree:
     what = describe(spec)
     client = IndexClient(src.index_url)
@@ -206,6 +213,8 @@ def from_index(
                 index_url=src.index_url,
                 source_date_epoch=defaults.DEFAULT_SOURCE_DATE_EPOCH,
                 is_sdist=True,
+                host_builds=host_builds,
+                log=log,
             ),
         )
     return SourceTree(

@@ -1,10 +1,11 @@
 """Wheels of packaged policies: read their metadata and build them (the one place a policy's own
-build code runs on the host, through the standard isolated wheel build)."""
+build code runs: in a sandbox container, or on the host with ``--allow-host-builds``)."""
 
 from __future__ import annotations
 
+import os
 import re
-import shutil
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -16,9 +17,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 from gateway_builder import defaults
 from gateway_builder.cache import Cache
 from gateway_builder.errors import BuildError, InputError
-from gateway_builder.fetch.index import default_index_url
-from gateway_builder.fetch.tree import copy_tree, safe_relpath
-from gateway_builder.toolenv import find_python, isolated_env, run_tool, uv_binary
+from gateway_builder.fetch.sandbox import (
+    LogFn,
+    build_in_sandbox,
+    build_on_host,
+    build_requirements,
+    fetch_build_wheels,
+)
+from gateway_builder.fetch.tree import copy_tree, extract_tar, extract_zip, safe_relpath
 
 _EXTRA_MARKER_RE = re.compile(r"\bextra\s*==")
 
@@ -101,47 +107,73 @@ def build_wheel(
     index_url: str | None,
     source_date_epoch: int,
     is_sdist: bool = False,
+    host_builds: bool = False,
+    log: LogFn | None = None,
 ) -> Path:
-    """Build a wheel from a source tree (copied to a temp dir first) or an sdist, with uv.
+    """Build a wheel from a source tree or an sdist; the policy's build code never runs on this
+    machine unless ``host_builds`` (``--allow-host-builds``).
 
-    The build runs in an isolated build environment (the build backend from the index),
-    with ``SOURCE_DATE_EPOCH`` set so that backends that honour it produce identical bytes.
+    The source is copied (or the sdist extracted) and checked first; the build requirements are
+    fetched as wheels on the host; the build backend then runs in a sandbox container
+    (:mod:`.sandbox`), with ``SOURCE_DATE_EPOCH`` set so that backends that honour it produce
+    identical bytes.
     """
     if cache.offline:
         raise InputError(f"{what}: the policy wheel is not in the cache (--offline)")
-    python = find_python(python_version)
     with tempfile.TemporaryDirectory(prefix="gwb-wheel-") as tmp:
         work = Path(tmp)
+        src = work / "src"
+        src.mkdir()
         if is_sdist:
-            target = work / source.name
-            shutil.copyfile(source, target)
+            _unpack_sdist(source, work / "unpacked", src, what)
         else:
-            target = work / "src"
-            target.mkdir()
-            copy_tree(source, target, what)
-        out = work / "dist"
-        cmd: list[str] = [
-            uv_binary(),
-            "build",
-            "--wheel",
-            "--out-dir",
-            str(out),
-            "--cache-dir",
-            str(cache.subdir("uv")),
-            "--quiet",
-        ]
-        if python is not None:
-            cmd += ["--python", str(python)]
-        cmd.append(str(target))
-        env = isolated_env(
-            {
-                "SOURCE_DATE_EPOCH": str(source_date_epoch),
-                "UV_DEFAULT_INDEX": index_url or default_index_url(),
-            }
+            copy_tree(source, src, what)
+        wheels = work / "build-wheels"
+        wheels.mkdir()
+        fetch_build_wheels(
+            build_requirements(src, what),
+            wheels,
+            cache,
+            python_version=python_version,
+            index_url=index_url,
+            what=what,
         )
-        run_tool(cmd, env=env, what=f"{what}: building the policy wheel failed", cwd=work)
-        wheels = sorted(out.glob("*.whl"))
-        if len(wheels) != 1:
-            raise BuildError(f"{what}: the wheel build produced {len(wheels)} wheels, expected 1")
-        cached, _ = cache.put_artifact(wheels[0])
+        out = work / "dist"
+        out.mkdir()
+        if host_builds:
+            build_on_host(
+                src, wheels, out, python_version=python_version, epoch=source_date_epoch, what=what
+            )
+        else:
+            build_in_sandbox(
+                src,
+                wheels,
+                out,
+                python_version=python_version,
+                epoch=source_date_epoch,
+                what=what,
+                log=log or (lambda _: None),
+            )
+        built = sorted(p for p in out.iterdir() if not p.name.startswith("."))  # uv: .gitignore
+        if len(built) != 1 or built[0].suffix != ".whl":
+            raise BuildError(
+                f"{what}: the wheel build produced {', '.join(p.name for p in built) or 'nothing'}"
+                ", expected one wheel"
+            )
+        if not stat.S_ISREG(built[0].lstat().st_mode):
+            raise BuildError(f"{what}: the wheel build produced {built[0].name}, not a file")
+        cached, _ = cache.put_artifact(built[0])
         return cached
+
+
+def _unpack_sdist(archive: Path, unpacked: Path, src: Path, what: str) -> None:
+    """Extract an sdist (checked like any untrusted tree) into ``src``."""
+    unpacked.mkdir()
+    if archive.name.endswith(".zip"):
+        extract_zip(archive, unpacked, what)
+    else:
+        extract_tar(archive, unpacked, what)
+    entries = list(unpacked.iterdir())
+    root = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
+    for child in root.iterdir():
+        os.replace(child, src / child.name)

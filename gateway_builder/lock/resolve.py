@@ -97,6 +97,31 @@ def _failure(request: ResolveRequest, tool: str, details: str) -> BuildError | I
     )
 
 
+#: uv's words for a package it may not build: "Wheels are required for `x`", "x==1 has no usable
+#: wheels", "... no wheels with a matching Python ABI tag" (the name is the first group found).
+_NO_WHEEL = re.compile(
+    r"Wheels are required for `(?P<a>[^`]+)`|(?P<b>[A-Za-z0-9][A-Za-z0-9._-]*)(?:==\S+)? has no "
+    r"(?:usable )?wheels|only found wheels for `?(?P<c>[A-Za-z0-9][A-Za-z0-9._-]*)`?"
+)
+
+
+def sdist_only_error(request: ResolveRequest, package: str) -> InputError:
+    """A dependency that has no wheel for the target: locking it would mean running its build
+    code on this machine (an sdist's metadata comes from its build backend), so it is refused."""
+    origin = f" ({request.origin})" if request.origin else ""
+    return InputError(
+        f"cannot lock {request.label}{origin} for Python {request.python_version} on "
+        f"{request.platform}: {package} has no wheel for that target, only source (an sdist), "
+        "whose build code would run on this machine; gateway-builder locks wheels only: "
+        f"require a version of {package} that ships a wheel, or publish one"
+    )
+
+
+def _no_wheel_package(details: str) -> str | None:
+    m = _NO_WHEEL.search(details)
+    return (m.group("a") or m.group("b") or m.group("c")) if m else None
+
+
 def _upgrade_args(request: ResolveRequest) -> list[str]:
     args = ["--upgrade"] if request.upgrade else []
     for pkg in request.upgrade_packages:
@@ -146,6 +171,9 @@ class UvResolver:
                 "--quiet",
                 "--cache-dir",
                 str(self.cache.subdir("uv")),
+                # Wheels only: an sdist's metadata would come from running its build code here.
+                "--only-binary",
+                ":all:",
                 *_upgrade_args(request),
             ]
             python = find_python(request.python_version)
@@ -158,6 +186,9 @@ class UvResolver:
             proc = run_tool(cmd, env=env, what="uv", cwd=work, check=False)
             if proc.returncode != 0:
                 details = redact_text((proc.stderr or "") + (proc.stdout or "")).strip()
+                package = _no_wheel_package(details)
+                if package is not None:
+                    raise sdist_only_error(request, package)
                 raise _failure(request, "uv", details)
             data = tomllib.loads(out.read_text())
         return tuple(sorted(_from_pylock(data, request), key=lambda p: p.name))
@@ -184,11 +215,10 @@ def _from_pylock(data: Mapping[str, Any], request: ResolveRequest) -> list[Locke
             if w.get("hashes", {}).get("sha256")
         }
         best = best_wheel(sorted(wheels), request.python_version, request.platform)
-        sdist = pkg.get("sdist")
         if best is not None:
             files, hashes = (best,), (f"sha256:{wheels[best]}",)
-        elif isinstance(sdist, dict) and sdist.get("hashes", {}).get("sha256"):
-            files, hashes = (_artifact_name(sdist),), (f"sha256:{sdist['hashes']['sha256']}",)
+        elif isinstance(pkg.get("sdist"), dict):
+            raise sdist_only_error(request, str(name))
         else:
             raise BuildError(
                 f"{request.label}: {name}=={version} has no hashed wheel or sdist for Python "
@@ -299,19 +329,39 @@ class PipToolsResolver:
                 "--quiet",
                 *_upgrade_args(request),
             ]
-            env = isolated_env({"PIP_INDEX_URL": request.index_url or default_index_url()})
+            # Wheels only, as with uv: pip would run an sdist's build code for its metadata.
+            env = isolated_env(
+                {
+                    "PIP_INDEX_URL": request.index_url or default_index_url(),
+                    "PIP_ONLY_BINARY": ":all:",
+                }
+            )
             proc = run_tool(cmd, env=env, what="pip-compile", cwd=work, check=False)
             if proc.returncode != 0:
                 details = redact_text((proc.stderr or "") + (proc.stdout or "")).strip()
+                missing = re.search(r"satisfies the requirement ([A-Za-z0-9][\w.-]*)", details)
+                if missing and self._only_sdists(missing.group(1), request):
+                    raise sdist_only_error(request, missing.group(1))
                 raise _failure(request, "pip-tools", details)
             pins = parse_hashed_requirements(out.read_text())
         return tuple(sorted(self._artifacts(pins, request), key=lambda p: p.name))
 
+    def _client(self, request: ResolveRequest) -> IndexClient:
+        key = request.index_url or default_index_url()
+        return self._clients.setdefault(key, IndexClient(request.index_url))
+
+    def _only_sdists(self, name: str, request: ResolveRequest) -> bool:
+        """Whether the index has files for ``name`` but no wheel at all."""
+        try:
+            files = self._client(request).project_files(name)
+        except BuildError:
+            return False
+        return bool(files) and not any(f.is_wheel for f in files)
+
     def _artifacts(
         self, pins: list[tuple[str, str, set[str]]], request: ResolveRequest
     ) -> list[LockedPackage]:
-        key = request.index_url or default_index_url()
-        client = self._clients.setdefault(key, IndexClient(request.index_url))
+        client = self._client(request)
         out = []
         for name, version, hashes in pins:
             files = {
@@ -321,13 +371,12 @@ class PipToolsResolver:
             }
             best = best_wheel(sorted(files), request.python_version, request.platform)
             if best is None:
-                sdists = sorted(f for f in files if not f.endswith(".whl"))
-                if not sdists:
-                    raise BuildError(
-                        f"{request.label}: {name}=={version} has no artifact for Python "
-                        f"{request.python_version} on {request.platform}"
-                    )
-                best = sdists[0]
+                if any(not f.endswith(".whl") for f in files):
+                    raise sdist_only_error(request, name)
+                raise BuildError(
+                    f"{request.label}: {name}=={version} has no artifact for Python "
+                    f"{request.python_version} on {request.platform}"
+                )
             out.append(LockedPackage(name, version, (best,), (f"sha256:{files[best]}",)))
         return out
 

@@ -250,8 +250,9 @@ def test_fetch_policy_from_git_simple_and_packaged(
     assert simple.resolved == repo.git("rev-parse", "HEAD")
     assert simple.display == f"git+{repo.url}@{simple.resolved}#subdirectory=simple"
     assert simple.python_version == "3.11"
+    # The test backend is this repository's code: built on the host (the sandbox needs Docker).
     packed = fetch_policy(
-        spec(repo.url, "v1.0.0", "packaged", "packed"), fetch_cache, base=tmp_path
+        spec(repo.url, "v1.0.0", "packaged", "packed"), fetch_cache, base=tmp_path, host_builds=True
     )
     assert packed.kind == "packaged" and packed.source_dir is None
     assert packed.artifact is not None

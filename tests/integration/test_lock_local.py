@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 import textwrap
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -389,7 +391,8 @@ def test_built_policy_wheels_are_identified_by_their_source(project: Project) ->
         project.root / "policies" / "packed", "packed", requires=["tinydep==1.0.0"]
     )
     project.write_manifest(path_entry("packed"))
-    assert project.run("lock") == 0
+    # The test backend is this repository's code: built on the host (the sandbox needs Docker).
+    assert project.run("lock", "--allow-host-builds") == 0
     entry = project.read().policy("packed")
     assert entry is not None
     assert entry.kind == "packaged" and entry.artifact == "gwbtest_packed-1.0.0-py3-none-any.whl"
@@ -398,7 +401,7 @@ def test_built_policy_wheels_are_identified_by_their_source(project: Project) ->
     assert pins(project.read(), "packed") == {"apip-sdk-core": "0.2.3", "tinydep": "1.0.0"}
     # A fresh cache rebuilds the wheel and the lock still matches.
     project.cache = project.root / "fresh-cache"
-    assert project.run("lock", "--check") == 0
+    assert project.run("lock", "--check", "--allow-host-builds") == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -586,3 +589,45 @@ def test_lock_hints_at_newer_sources_and_outdated_lists_them(
         assert "0 policies with a newer source" in capsys.readouterr().out
     finally:
         index.stop()
+
+
+def evil_sdist(dest: Path, name: str, marker: Path) -> Path:
+    """An sdist whose build backend writes ``marker`` as soon as anything imports it."""
+    base = f"{name.replace('-', '_')}-1.0.0"
+    folder = dest / base
+    folder.mkdir(parents=True)
+    (folder / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+        f'[project]\nname = "{name}"\nversion = "1.0.0"\n'
+    )
+    (folder / "backend.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('build code ran')\n"
+        "def get_requires_for_build_wheel(config_settings=None):\n    return []\n"
+    )
+    (folder / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0.0\n")
+    archive = dest / f"{base}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=base)
+    return archive
+
+
+@pytest.mark.parametrize("resolver", ["uv", pytest.param("pip-tools", marks=pytest.mark.network)])
+def test_lock_refuses_an_sdist_only_dependency_without_running_it(
+    project: Project,
+    local_index: LocalIndex,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    resolver: str,
+) -> None:
+    name = f"gwbtest-evil-{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "build-code-ran"
+    local_index.add(evil_sdist(tmp_path / "dist", name, marker))
+    project.policy("needs-sdist", ["tinydep", name])
+    project.write_manifest(path_entry("needs-sdist"))
+    capsys.readouterr()
+    assert project.run("lock", "--resolver", resolver) == 2
+    err = capsys.readouterr().err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert name in line and "needs-sdist" in line and "sdist" in line, line
+    assert not marker.exists(), "the dependency's build code ran on the host"
+    assert not project.lock.exists()

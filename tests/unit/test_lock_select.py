@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_builder.errors import BuildError
+from gateway_builder.errors import BuildError, InputError
 from gateway_builder.fetch.index import (
     best_wheel,
     file_project,
@@ -88,7 +88,7 @@ def test_parse_hashed_requirements() -> None:
         parse_hashed_requirements("git+https://x/y.git\n")
 
 
-def test_from_pylock_picks_the_target_wheel_or_the_sdist() -> None:
+def test_from_pylock_picks_the_target_wheel_and_refuses_an_sdist() -> None:
     request = ResolveRequest("policy 'p'", (), "3.12", "x86_64")
     data = {
         "packages": [
@@ -108,10 +108,12 @@ def test_from_pylock_picks_the_target_wheel_or_the_sdist() -> None:
             },
         ]
     }
-    pkg, sdist_only = _from_pylock(data, request)
+    (pkg,) = _from_pylock({"packages": data["packages"][:1]}, request)
     assert pkg.name == "pkg" and pkg.files == ("pkg-1.0-cp312-cp312-manylinux_2_28_x86_64.whl",)
     assert pkg.hashes == (f"sha256:{1:064x}",)
-    assert sdist_only.name == "only-sdist" and sdist_only.files == ("only_sdist-2.0.tar.gz",)
+    # Only source: locking it would run its build code here, so it is refused by name.
+    with pytest.raises(InputError, match=r"only-sdist has no wheel for that target"):
+        _from_pylock(data, request)
     with pytest.raises(BuildError, match="direct references cannot be locked"):
         _from_pylock({"packages": [{"name": "vcs", "version": "1", "vcs": {}}]}, request)
 
