@@ -101,7 +101,14 @@ class WorkerPool(PolicyRuntime):
             with self._cond:
                 if self.stopping:
                     raise _StartFailed()
-                workers.append(WorkerProcess.spawn(self.entry, self.spawner))
+                workers.append(
+                    WorkerProcess.spawn(
+                        self.entry,
+                        self.spawner,
+                        start_timeout_s=self.start_timeout_s,
+                        fork=self.size > 1,
+                    )
+                )
         deadline = time.monotonic() + self.start_timeout_s
         # Send every start frame first so the processes import in parallel.
         seqs = []
@@ -419,7 +426,12 @@ class WorkerPool(PolicyRuntime):
                 if self._stop_event.wait(delay) or self.stopping:
                     return
                 try:
-                    w = WorkerProcess.spawn(self.entry, self.spawner)
+                    w = WorkerProcess.spawn(
+                        self.entry,
+                        self.spawner,
+                        start_timeout_s=self.start_timeout_s,
+                        fork=self.size > 1,
+                    )
                     reply = w.start(check=False, report=False, timeout=self.start_timeout_s)
                     if not reply.get("ok"):
                         w.kill()
@@ -459,6 +471,7 @@ class WorkerPool(PolicyRuntime):
                 self._all.discard(w)
         for w in idle:
             w.kill()
+        self.spawner.drop_server(self.entry.key)  # started again on probation
         error = PolicyUnavailable("quarantined", f"policy {self.entry.key} is {self.reason}")
         for job in queued:
             job.finish(None, error)

@@ -28,7 +28,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from gateway_executor import framing, output, procs
+from gateway_executor import defaults, framing, output, procs
 from gateway_executor.containment import Launch
 from gateway_executor.framing import FrameError, FrameReader, encode
 from gateway_executor.registry import PolicyEntry
@@ -106,6 +106,9 @@ class Spawner:
         self._pidfds: dict[int, WorkerProcess] = {}
         #: Workers watched by polling where pidfds are missing.
         self._unwatched: set[WorkerProcess] = set()
+        #: Per policy (``name:version``): its fork server, None once it proved unusable.
+        self._servers: dict[str, WorkerProcess | None] = {}
+        self._server_locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
         self._stopping = False
         # The first threads the executor starts on purpose: after it dropped its capabilities
         # and chose its CPU (``containment``, ``affinity``), which threads inherit.
@@ -164,11 +167,16 @@ class Spawner:
             os.write(self._wake_w, b"\0")
         return fut.result()
 
-    def start(self, entry: PolicyEntry, control: bool) -> WorkerProcess:
-        """Spawner thread: start one worker process and watch it."""
+    def start(self, entry: PolicyEntry, control: bool, fork_server: bool = False) -> WorkerProcess:
+        """Spawner thread: start one worker process (or a policy's fork server) and watch it."""
         with self._lock:
-            w = WorkerProcess._spawn(entry, control, self)
+            w = WorkerProcess._spawn(entry, control, self, fork_server)
             self._live[w.pid] = w
+        self._watch(w)
+        return w
+
+    def _watch(self, w: WorkerProcess) -> None:
+        """Spawner thread: wait on ``w``'s pidfd (or poll it where pidfds are missing)."""
         try:
             pidfd = os.pidfd_open(w.pid)
         except (AttributeError, OSError):
@@ -176,7 +184,61 @@ class Spawner:
         else:
             self._pidfds[pidfd] = w
             self._poller.register(pidfd, select.POLLIN)
+
+    # ---- fork servers ------------------------------------------------------------------------
+    def forked(self, entry: PolicyEntry, start_timeout_s: float) -> WorkerProcess | None:
+        """A worker of ``entry`` forked by the policy's fork server (started, and its policy
+        imported, on first use), or None where there is none: the caller spawns one.
+
+        Only where orphans come to us (the forked worker is re-parented to this process, which
+        reaps it) and for long-lived workers. Runs on the calling thread: policies import in
+        parallel, and the spawner thread stays free to see processes end.
+        """
+        if not (self.adopts and entry.isolation == "worker" and sys.platform.startswith("linux")):
+            return None
+        with self._server_locks[entry.key]:
+            if entry.key in self._servers and self._servers[entry.key] is None:
+                return None
+            server = self._servers.get(entry.key)
+            if server is None or server.gone or server.dead:
+                server = self._start_server(entry, start_timeout_s)
+                self._servers[entry.key] = server
+                if server is None:
+                    return None
+            try:
+                with self._lock:  # no sweep takes the new child for an orphan before it is ours
+                    w = server.fork_worker(self)
+                    self._live[w.pid] = w
+            except (WorkerError, OSError) as exc:
+                log.warning("policy %s: fork server failed (%s); restarting it", entry.key, exc)
+                server.kill()
+                del self._servers[entry.key]
+                return None
+        self.call(lambda: self._watch(w))
         return w
+
+    def drop_server(self, key: str) -> None:
+        """Kill the fork server of policy ``key`` (quarantined); the next worker starts one."""
+        with self._server_locks[key]:
+            server = self._servers.pop(key, None)
+        if server is not None:
+            server.kill()
+
+    def _start_server(self, entry: PolicyEntry, timeout: float) -> WorkerProcess | None:
+        """Start the policy's fork server and import the policy in it; None if that fails
+        (the policy's workers are then spawned one by one, as the start-up check will say)."""
+        try:
+            server = self.call(lambda: self.start(entry, control=False, fork_server=True))
+            reply = server.request(server.start_message(check=False, report=True), timeout)
+        except WorkerError as exc:
+            log.warning(
+                "policy %s: no fork server (%s): workers start on their own", entry.key, exc
+            )
+            return None
+        if not reply.get("ok"):
+            server.kill()
+            return None
+        return server
 
     def released(self, w: WorkerProcess) -> None:
         """``w`` was reaped: it is no longer ours (its pid may be reused)."""
@@ -253,13 +315,49 @@ def _exited(pid: int) -> bool:
     return res is not None
 
 
+class AdoptedProc:
+    """A worker a fork server forked, adopted by this process (a subreaper): the part of
+    ``subprocess.Popen`` the pool uses (``pid``, ``poll``, ``wait``, ``send_signal``)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._lock = threading.Lock()
+
+    def poll(self) -> int | None:
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    pid, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:  # not ours (any more): gone, status unknown
+                    self.returncode = -signal.SIGKILL
+                else:
+                    if pid:
+                        self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        end = None if timeout is None else time.monotonic() + timeout
+        pause = 0.0005
+        while (code := self.poll()) is None:
+            if end is not None and time.monotonic() >= end:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+
 class WorkerProcess:
     """A running worker: the process, its socket and its cancellation pipe."""
 
     def __init__(
         self,
         entry: PolicyEntry,
-        proc: subprocess.Popen[bytes],
+        proc: subprocess.Popen[bytes] | AdoptedProc,
         sock: socket.socket,
         control_w: int | None,
         spawner: Spawner,
@@ -305,8 +403,22 @@ class WorkerProcess:
         self._park_lock = threading.Lock()
 
     @classmethod
-    def spawn(cls, entry: PolicyEntry, spawner: Spawner, control: bool = True) -> WorkerProcess:
-        """Start a worker for ``entry`` (from the spawner thread)."""
+    def spawn(
+        cls,
+        entry: PolicyEntry,
+        spawner: Spawner,
+        control: bool = True,
+        start_timeout_s: float = defaults.START_TIMEOUT_S,
+        fork: bool = False,
+    ) -> WorkerProcess:
+        """Start a worker for ``entry``: with ``fork``, forked by the policy's fork server where
+        there is one (its modules are imported already and shared copy-on-write; worth it from
+        the second worker of a pool on), else a new interpreter started from the spawner
+        thread."""
+        if control and fork:
+            forked = spawner.forked(entry, start_timeout_s)
+            if forked is not None:
+                return forked
 
         def start() -> WorkerProcess:
             w = spawner.start(entry, control)
@@ -317,7 +429,9 @@ class WorkerProcess:
         return spawner.call(start)
 
     @classmethod
-    def _spawn(cls, entry: PolicyEntry, control: bool, spawner: Spawner) -> WorkerProcess:
+    def _spawn(
+        cls, entry: PolicyEntry, control: bool, spawner: Spawner, fork_server: bool = False
+    ) -> WorkerProcess:
         """Start the process (spawner thread). The worker leads its own session and process
         group, so its children are found (and killed) with it."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -337,6 +451,8 @@ class WorkerProcess:
             "--memory-mb",
             str(entry.memory_mb),
         ]
+        if fork_server:
+            args.append("--fork-server")
         fds: tuple[int, ...] = (child.fileno(),)
         if ctrl_r is not None:
             args += ["--control-fd", str(ctrl_r)]
@@ -373,6 +489,41 @@ class WorkerProcess:
         pump.add(out_r, entry.name, proc.pid, "out")
         pump.add(err_r, entry.name, proc.pid, "err")
         return cls(entry, proc, parent, ctrl_w, spawner)
+
+    def fork_worker(self, spawner: Spawner) -> WorkerProcess:
+        """Fork server: have it fork a worker, handing it its socket, control pipe, stdout and
+        stderr (``SCM_RIGHTS``); the worker is re-parented to this process (a subreaper)."""
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ctrl_r, ctrl_w = os.pipe()
+        os.set_blocking(ctrl_w, False)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        theirs = [child.fileno(), ctrl_r, out_w, err_w]
+        ok = False
+        try:
+            msg = {"op": "fork", "seq": self.next_seq()}
+            try:
+                socket.send_fds(self.sock, [encode(msg)], theirs)
+            except OSError as exc:
+                raise WorkerDied(f"connection lost: {exc}") from exc
+            reply = self.receive(10.0)
+            check_seq(reply, msg["seq"])
+            pid = reply.get("pid")
+            if not reply.get("ok") or not isinstance(pid, int):
+                raise WorkerProtocolError(f"fork failed: {reply.get('error', reply)}")
+            ok = True
+        finally:
+            child.close()
+            for fd in (ctrl_r, out_w, err_w):
+                os.close(fd)
+            if not ok:
+                parent.close()
+                for fd in (ctrl_w, out_r, err_r):
+                    os.close(fd)
+        pump = output.pump()
+        pump.add(out_r, self.entry.name, pid, "out")
+        pump.add(err_r, self.entry.name, pid, "err")
+        return WorkerProcess(self.entry, AdoptedProc(pid), parent, ctrl_w, spawner)
 
     # ---- parking: the driver sleeps while a submitting thread reads -------------------------
     def enable_parking(self) -> bool:

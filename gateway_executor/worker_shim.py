@@ -26,6 +26,7 @@ cancelled calls; ``ExecutionContext.is_cancelled()`` polls it. The shim dies wit
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -33,6 +34,7 @@ import platform
 import signal
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -96,6 +98,20 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(3)
 
 
+#: The fork server's process name (``/proc/<pid>/comm``), which tells it from its workers.
+FORK_SERVER_NAME = b"policy-forks"
+
+
+def _set_name(name: bytes) -> None:
+    """Set this process's name (``PR_SET_NAME``; Linux only, best effort)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
+    except Exception:
+        pass
+
+
 def _limit_memory(mb: int) -> None:
     """Cap this process (and what it forks) at ``mb`` MiB of private memory (RLIMIT_DATA:
     heap, anonymous mappings) and ``mb`` + headroom of address space (RLIMIT_AS). Running out
@@ -115,6 +131,40 @@ def _limit_memory(mb: int) -> None:
 
 
 def _distributions() -> dict[str, str]:
+    """Installed distributions (name -> version) as ``importlib.metadata`` finds them, read from
+    the ``*.dist-info/METADATA`` headers directly: importing ``importlib.metadata`` (email,
+    zipfile, csv, ...) would cost every worker about 1.4 MiB. Anything else on the path (eggs,
+    zips) is left to ``importlib.metadata``."""
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:
+            if entry and os.path.exists(entry):  # a zip or an egg file
+                return _distributions_by_importlib()
+            continue
+        for name in names:
+            if name.endswith((".egg-info", ".egg")):
+                return _distributions_by_importlib()
+            if not name.endswith(".dist-info"):
+                continue
+            fields: dict[str, str] = {}
+            try:
+                with open(os.path.join(entry, name, "METADATA"), encoding="utf-8") as f:
+                    for line in f:
+                        if not line.strip():
+                            break  # the headers end at the first empty line
+                        key, _, value = line.partition(":")
+                        if key in ("Name", "Version") and key not in fields:
+                            fields[key] = value.strip()
+            except (OSError, UnicodeDecodeError):
+                continue
+            if fields.get("Name"):
+                found.setdefault(fields["Name"], fields.get("Version", ""))
+    return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
+
+
+def _distributions_by_importlib() -> dict[str, str]:
     from importlib import metadata
 
     found: dict[str, str] = {}
@@ -600,12 +650,143 @@ def serve(sock: socket.socket, shim: Shim) -> int:
         del msg, reply, data
 
 
+# --------------------------------------------------------------------------------------------
+# fork server
+# --------------------------------------------------------------------------------------------
+def _read_with_fds(sock: socket.socket, buf: bytearray, fds: list[int]) -> dict[str, Any] | None:
+    """The next frame on the fork server's socket and the descriptors sent with it."""
+    while True:
+        if len(buf) >= 4:
+            (size,) = framing.HEADER.unpack_from(buf)
+            if size > framing.MAX_FRAME:
+                raise framing.FrameError(f"frame of {size} bytes exceeds the limit")
+            if len(buf) >= 4 + size:
+                body = bytes(buf[4 : 4 + size])
+                del buf[: 4 + size]
+                msg: dict[str, Any] = framing.decode(body)
+                return msg
+        data, got, _flags, _addr = socket.recv_fds(sock, 65536, 8)
+        fds.extend(got)
+        if not data:
+            return None
+        buf += data
+
+
+def _become_worker(shim: Shim, fds: list[int], parent_pid: int) -> None:
+    """In a forked worker (grandchild of the fork server): take the descriptors the executor
+    sent (socket, control pipe, stdout, stderr), lead a session of its own, wait until the
+    executor (a subreaper) adopted it, and serve. Never returns."""
+    code = 0
+    try:
+        sock_fd, control_fd, out_fd, err_fd = fds
+        _set_name(os.path.basename(sys.executable).encode())
+        os.setsid()
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        for fd in (out_fd, err_fd):
+            os.close(fd)
+        os.set_blocking(control_fd, False)
+        shim._control_fd = control_fd
+        # Our parent (the fork server's child) exits at once: then the executor is our parent.
+        for _ in range(2000):
+            if os.getppid() == parent_pid:
+                break
+            time.sleep(0.001)
+        _die_with_parent(parent_pid)
+        sock = socket.socket(fileno=sock_fd)
+        sock.setblocking(True)
+        code = serve(sock, shim)
+    except (ConnectionError, BrokenPipeError):
+        code = 0
+    except MemoryError:
+        code = framing.EXIT_MEMORY
+    except BaseException:
+        traceback.print_exc(file=sys.stderr)
+        code = 1
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _fork_worker(shim: Shim, sock: socket.socket, fds: list[int], parent_pid: int) -> int:
+    """Fork a worker that the executor adopts (double fork: our child exits at once, so the
+    worker is re-parented to the subreaper executor, which reaps it); returns its pid."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(r)
+            sock.close()
+            grandchild = os.fork()
+            if grandchild == 0:
+                os.close(w)
+                _become_worker(shim, fds, parent_pid)
+            os.write(w, framing.SEQ.pack(grandchild))
+        finally:
+            os._exit(0)
+    os.close(w)
+    for fd in fds:
+        os.close(fd)
+    data = os.read(r, framing.SEQ.size)
+    os.close(r)
+    os.waitpid(child, 0)
+    if len(data) != framing.SEQ.size:
+        raise OSError("the forked worker did not start")
+    pid: int = framing.SEQ.unpack(data)[0]
+    return pid
+
+
+def serve_forks(sock: socket.socket, shim: Shim, parent_pid: int) -> int:
+    """The fork server: import the policy once (``start``), then fork a worker per ``fork``
+    request (its descriptors arrive with the request). Workers share the imported modules
+    copy-on-write; ``gc.freeze()`` keeps the garbage collector from touching (and so copying)
+    the pages of everything imported before the fork."""
+    import gc
+
+    _set_name(FORK_SERVER_NAME)
+    buf = bytearray()
+    while True:
+        fds: list[int] = []
+        msg = _read_with_fds(sock, buf, fds)
+        if msg is None:
+            return 0
+        op = msg.get("op")
+        reply: dict[str, Any]
+        try:
+            if op == "start":
+                reply = shim.start(msg)
+                gc.collect()
+                gc.freeze()
+            elif op == "fork" and len(fds) == 4:
+                reply = {"ok": True, "pid": _fork_worker(shim, sock, fds, parent_pid)}
+                fds = []
+            elif op == "exit":
+                sock.sendall(encode_frame({"ok": True, "seq": msg.get("seq")}))
+                return 0
+            else:
+                reply = {"ok": False, "error": f"bad fork server request {op!r}"}
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            reply = _error(exc)
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        reply["seq"] = msg.get("seq")
+        sock.sendall(encode_frame(reply))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse the tiny command line, attach to the executor and serve."""
+    """Parse the tiny command line, attach to the executor and serve (or fork workers)."""
     args = list(sys.argv[1:] if argv is None else argv)
     opts: dict[str, int] = {}
     while args:
         key = args.pop(0)
+        if key == "--fork-server":
+            opts[key] = 1
+            continue
         if key not in ("--fd", "--control-fd", "--parent-pid", "--memory-mb") or not args:
             print(f"worker_shim: bad argument {key!r}", file=sys.stderr)
             return 2
@@ -621,6 +802,8 @@ def main(argv: list[str] | None = None) -> int:
     sock.setblocking(True)
     shim = Shim(control)
     try:
+        if opts.get("--fork-server"):
+            return serve_forks(sock, shim, opts.get("--parent-pid", 0))
         return serve(sock, shim)
     except (ConnectionError, BrokenPipeError):
         return 0

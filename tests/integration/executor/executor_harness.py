@@ -193,6 +193,14 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def comm(pid: int) -> str:
+    """The process's name (``/proc/<pid>/comm``), "" once gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def alive(pid: int) -> bool:
     """True if ``pid`` exists and is not a zombie."""
     try:
@@ -282,7 +290,11 @@ class RunningExecutor:
         return self._client
 
     def workers(self) -> set[int]:
-        return descendants(self.proc.pid)
+        """The executor's policy processes, its policies' fork servers left out."""
+        return {p for p in descendants(self.proc.pid) if comm(p) != "policy-forks"}
+
+    def fork_servers(self) -> set[int]:
+        return {p for p in descendants(self.proc.pid) if comm(p) == "policy-forks"}
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self._client is not None:
