@@ -16,6 +16,7 @@ import pytest
 from executor_harness import RunningExecutor, alive, headers_set, policy_entry
 
 from gateway_executor.client import build_request
+from gateway_executor.procs import read_stat
 from gateway_executor.proto import python_executor_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -181,3 +182,28 @@ def test_a_worker_over_memory_mb_ends_as_a_crash(
     assert ex.logs().count("crashed") > crashes_before
     ex.wait_for(lambda: ex.client.health().policies[0].ready, 30, "the replacement worker")
     assert call(ex, iid, "/ok").WhichOneof("payload") == "request_header_action"
+
+
+def test_a_pool_forks_its_workers_from_its_fork_server(
+    start_executor: Start, venvs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Three workers: one fork server imported the policy and forked them; each is the
+    executor's own child (adopted) in a session of its own, and so is a crashed one's
+    replacement. After the executor's exit none of them, nor the fork server, is left."""
+    ex, iid = hostile(start_executor, venvs["py312"], workers=3)
+    [server] = ex.fork_servers()
+    workers = ex.workers()
+    assert len(workers) == 3
+    for pid in workers:
+        info = read_stat(pid)
+        assert info is not None and info.ppid == ex.proc.pid and info.sid == pid, info
+    resp = call(ex, iid, f"/fork-exit|{tmp_path / 'pids'}")
+    assert resp.error.error_type == "worker_crashed", resp
+    ex.wait_for(lambda: len(ex.workers()) == 3 and ex.workers() != workers, 30, "a replacement")
+    [new] = ex.workers() - workers
+    info = read_stat(new)
+    assert info is not None and info.ppid == ex.proc.pid and info.sid == new
+    assert ex.fork_servers() == {server}
+    everything = ex.workers() | {server}
+    assert ex.stop() == 0
+    assert not [p for p in everything if alive(p)]
