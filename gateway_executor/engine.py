@@ -83,6 +83,8 @@ class Engine:
         self.spawner = Spawner(on_spawn, launch)
         #: Protections that could not be applied; ``HealthCheck`` lists them.
         self.protections = Protections()
+        for name, detail in self.spawner.off:
+            self.protections.off(name, detail)
         self.runtimes: dict[str, PolicyRuntime] = {}
         for entry in entries:
             workers = self.settings.workers or entry.workers

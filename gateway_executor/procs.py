@@ -90,8 +90,14 @@ def children_of_self() -> set[int]:
     return kids
 
 
+#: Set by :func:`set_subreaper`: the process meant to be a subreaper, and whether it became one.
+wanted = False
+
+
 def set_subreaper() -> bool:
     """Make this process the child subreaper of its descendants; False where not possible."""
+    global wanted
+    wanted = True
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0

@@ -92,6 +92,17 @@ class Spawner:
         self.launch = launch if launch is not None else Launch()
         #: Orphans of our workers are re-parented to this process: sweep them.
         self.adopts = procs.is_subreaper()
+        #: Protections that are off here, (name, detail), for ``HealthCheck``.
+        self.off: list[tuple[str, str]] = []
+        if procs.wanted and not self.adopts:
+            self.off.append(
+                (
+                    "process trees",
+                    "the executor could not become a child subreaper: a process a policy "
+                    "starts and whose parent exits (a double fork) survives its worker, "
+                    "and workers are not forked from a fork server",
+                )
+            )
         #: Guards :attr:`_live`; held while a process starts, so a sweep never takes a child
         #: that is being started for an orphan.
         self._lock = threading.Lock()
