@@ -114,6 +114,43 @@ def _enum_names(message: Any) -> dict[str, str]:
     return out
 
 
+class _StartProbe:
+    """HealthCheck during start-up on a channel of its own: a probe that finds the socket file
+    before the server listens fails, and gRPC then waits out a reconnect backoff (a second or
+    more) on that channel; the calls after start-up must not inherit it."""
+
+    def __init__(self, socket: Path) -> None:
+        import grpc
+
+        from gateway_executor.proto import python_executor_pb2 as pb
+        from gateway_executor.proto import python_executor_pb2_grpc as pb_grpc
+
+        self._channel = grpc.insecure_channel(
+            f"unix:{socket}",
+            options=[
+                ("grpc.use_local_subchannel_pool", 1),
+                ("grpc.initial_reconnect_backoff_ms", 50),
+                ("grpc.min_reconnect_backoff_ms", 50),
+                ("grpc.max_reconnect_backoff_ms", 200),
+            ],
+        )
+        self._stub = pb_grpc.PythonExecutorServiceStub(self._channel)
+        self._request = pb.HealthCheckRequest()
+
+    def failure(self) -> str:
+        """Why start-up failed; empty while it is still going (or not answering yet)."""
+        try:
+            health = self._stub.HealthCheck(self._request, timeout=2.0)
+        except Exception:  # not listening yet
+            return ""
+        if health.ready or health.reason == _STARTING:
+            return ""
+        return health.reason or "no reason given"
+
+    def close(self) -> None:
+        self._channel.close()
+
+
 class PolicyHarness:
     """One policy folder served by a real executor process.
 
@@ -276,32 +313,34 @@ class PolicyHarness:
         return BuildError(f"{self.policy.name}: {why}", details=tail or None)
 
     def _wait_ready(self, timeout: float) -> None:
+        """Until the ready file appears; a policy that fails its start-up check (HealthCheck
+        says why) or an executor that exits ends the wait at once."""
         from gateway_executor.client import ExecutorClient
 
         assert self._proc is not None
         end = time.monotonic() + timeout
-        next_health = 0.0
-        while not self._ready.exists():
-            code = self._proc.poll()
-            if code is not None:
-                raise self._fail(f"the executor exited with code {code} while starting")
-            now = time.monotonic()
-            if now > end:
-                raise self._fail(f"the policy was not ready after {timeout:.0f}s")
-            if self._socket.exists() and now >= next_health:
-                next_health = now + 0.2
-                if self._client is None:
-                    self._client = ExecutorClient(str(self._socket), timeout=10.0)
-                reason = ""
-                with contextlib.suppress(Exception):  # not answering yet
-                    health = self._client.health()
-                    if not health.ready and health.reason != _STARTING:
-                        reason = health.reason or "no reason given"
-                if reason:
-                    raise self._fail(f"the policy failed its start-up check: {reason}")
-            time.sleep(0.01)
-        if self._client is None:
-            self._client = ExecutorClient(str(self._socket), timeout=10.0)
+        next_look = 0.0
+        probe: _StartProbe | None = None
+        try:
+            while not self._ready.exists():
+                code = self._proc.poll()
+                if code is not None:
+                    raise self._fail(f"the executor exited with code {code} while starting")
+                now = time.monotonic()
+                if now > end:
+                    raise self._fail(f"the policy was not ready after {timeout:.0f}s")
+                if self._socket.exists() and now >= next_look:
+                    next_look = now + 0.2
+                    probe = probe or _StartProbe(self._socket)
+                    reason = probe.failure()
+                    if reason:
+                        raise self._fail(f"the policy failed its start-up check: {reason}")
+                time.sleep(0.01)
+        finally:
+            if probe is not None:
+                probe.close()
+        self._client = ExecutorClient(str(self._socket), timeout=10.0)
+        self._rpc("connecting", lambda: self._client.wait_for_channel(10.0))
 
     def stop(self) -> None:
         """Destroy the instance, stop the executor (SIGTERM, then SIGKILL) and clean up."""

@@ -409,3 +409,35 @@ def test_a_vanished_executor_is_a_build_error_not_a_grpc_traceback(
             time.sleep(0.05)
         with pytest.raises(BuildError, match=r"InitPolicy failed \(the executor is exited"):
             harness.init()
+
+
+def test_a_socket_found_before_the_executor_listens_does_not_break_the_first_calls(
+    tmp_path: Path,
+    devkit_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A start-up probe that meets the socket file before anything listens on it gets
+    'connection refused', and gRPC then backs off reconnecting that channel for a second; the
+    calls after start-up must not go through that channel (InitPolicy failed with 'Connection
+    refused' on a running executor)."""
+    import socket as socketlib
+
+    folder = scaffold(tmp_path, "early", capsys=capsys)
+    original = PolicyHarness._launch
+    stale: list[socketlib.socket] = []
+
+    def launch_behind_a_dead_socket(self: PolicyHarness, work: Path, env: Any) -> None:
+        dead = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+        dead.bind(str(work / "executor.sock"))  # exists, refuses connections (no listen)
+        stale.append(dead)
+        original(self, work, env)
+
+    monkeypatch.setattr(PolicyHarness, "_launch", launch_behind_a_dead_socket)
+    try:
+        with PolicyHarness(folder) as harness:
+            assert harness.init().mode["request_header_mode"] == "PROCESS"
+            assert harness.request_headers().headers_set == {"x-early": "hello from early"}
+    finally:
+        for dead in stale:
+            dead.close()
