@@ -1,8 +1,8 @@
 """``test-policy`` time for each sample policy (and a freshly scaffolded one): the command as a
 user runs it (a new ``gateway-builder`` process each time), cold (an empty cache: the policy's
 venv is created, its locked artifacts downloaded) and warm (the venv reused: nothing installed);
-plus the warm in-process harness alone (executor start, every sample, stop), which is the part
-the CLI's own start-up does not add to. No Docker.
+the CPU time of a warm run (what it costs, whatever the machine's load); plus the warm in-process
+harness alone (executor start, every sample, stop), without the CLI's own start-up. No Docker.
 
 Run: ``python benchmarks/bench_test_policy.py`` (the cold runs need the public index). Prints a
 table; ``--repeat N`` sets the warm repetitions (median, min and max reported). Target: a warm
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,17 +34,24 @@ SAMPLE_POLICIES = ("prompt-enrichment", "prompt-guard", "token-scorer")
 TARGET_S = 3.0
 
 
-def cli_run(folder: Path, env: dict[str, str], lock: Path | None) -> float:
-    """One ``gateway-builder test-policy`` in a new process; its wall time."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cli_run(folder: Path, env: dict[str, str], lock: Path | None) -> tuple[float, float]:
+    """One ``gateway-builder test-policy`` in a new process: (wall time, CPU time of it and
+    everything it started: executor, workers, installers)."""
     argv = [sys.executable, "-m", "gateway_builder", "-q", "test-policy", str(folder)]
     if lock is not None:
         argv += ["--lock-file", str(lock)]
+    cpu = _children_cpu()
     start = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"test-policy {folder.name} failed:\n{done.stdout}\n{done.stderr}")
-    return seconds
+    return seconds, _children_cpu() - cpu
 
 
 def harness_run(folder: Path, lock: Path | None) -> float:
@@ -57,8 +65,9 @@ def harness_run(folder: Path, lock: Path | None) -> float:
 
 
 def measure(folder: Path, lock: Path | None, repeat: int, env: dict[str, str]) -> list[str]:
-    cold = cli_run(folder, env, lock)
-    warm = [cli_run(folder, env, lock) for _ in range(repeat)]
+    cold, _ = cli_run(folder, env, lock)
+    runs = [cli_run(folder, env, lock) for _ in range(repeat)]
+    warm = [wall for wall, _ in runs]
     inproc = [harness_run(folder, lock) for _ in range(repeat)]
     median = statistics.median(warm)
     return [
@@ -67,6 +76,7 @@ def measure(folder: Path, lock: Path | None, repeat: int, env: dict[str, str]) -
         f"{cold:.2f}",
         f"{median:.2f}",
         f"{min(warm):.2f}-{max(warm):.2f}",
+        f"{statistics.median(cpu for _, cpu in runs):.2f}",
         f"{statistics.median(inproc):.2f}",
         "yes" if median < TARGET_S else "NO",
     ]
@@ -76,7 +86,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="warm runs per policy")
     args = parser.parse_args()
-    rows = [["policy", "venv from", "cold s", "warm s", "warm min-max", "harness s", "<3 s"]]
+    rows = [
+        [
+            "policy",
+            "venv from",
+            "cold s",
+            "warm s",
+            "warm min-max",
+            "warm CPU s",
+            "harness s",
+            "<3 s",
+        ]
+    ]
     with tempfile.TemporaryDirectory(prefix="gwb-bench-tp-") as tmp:
         cache = Path(tmp) / "cache"
         os.environ[defaults.CACHE_ENV] = str(cache)  # the in-process harness too
@@ -99,7 +120,8 @@ def main() -> int:
     load = os.getloadavg()
     print(
         f"\nwarm = median of {args.repeat} runs of a new `gateway-builder test-policy` process "
-        f"(venv reused); harness = the in-process PolicyHarness alone; "
+        f"(venv reused); warm CPU = user+system time of that process and all it started "
+        f"(load-independent); harness = the in-process PolicyHarness alone; "
         f"load average {load[0]:.1f} on {os.cpu_count()} CPUs"
     )
     return 0
