@@ -36,6 +36,8 @@ from gateway_executor.registry import PolicyEntry
 log = logging.getLogger("gateway_executor.worker")
 
 SHIM_PATH = Path(__file__).resolve().parent / "worker_shim.py"
+#: How long a fork server may take to fork a worker (milliseconds when healthy).
+FORK_TIMEOUT_S = 2.0
 
 
 class WorkerError(Exception):
@@ -221,9 +223,15 @@ class Spawner:
                     w = server.fork_worker(self)
                     self._live[w.pid] = w
             except (WorkerError, OSError) as exc:
-                log.warning("policy %s: fork server failed (%s); restarting it", entry.key, exc)
+                # Held the spawner's lock meanwhile (bounded by FORK_TIMEOUT_S): never again
+                # for this policy, whose workers now start on their own.
+                log.warning(
+                    "policy %s: fork server failed (%s): workers start on their own",
+                    entry.key,
+                    exc,
+                )
                 server.kill()
-                del self._servers[entry.key]
+                self._servers[entry.key] = None
                 return None
         self.call(lambda: self._watch(w))
         return w
@@ -517,7 +525,7 @@ class WorkerProcess:
                 socket.send_fds(self.sock, [encode(msg)], theirs)
             except OSError as exc:
                 raise WorkerDied(f"connection lost: {exc}") from exc
-            reply = self.receive(10.0)
+            reply = self.receive(FORK_TIMEOUT_S)
             check_seq(reply, msg["seq"])
             pid = reply.get("pid")
             if not reply.get("ok") or not isinstance(pid, int):
