@@ -43,16 +43,15 @@ class StepResult:
 
 def format_table(steps: Sequence[StepResult], *, width: int = 120) -> str:
     """A fixed-width table: step, result, seconds, detail; a long detail wraps onto indented
-    lines at word boundaries (never cut: it is often the reason a step failed)."""
+    lines at word boundaries (a word longer than a line is split), never cut: it is often the
+    reason a step failed."""
     name_w = max([len("step"), *(len(s.name) for s in steps)])
     head = f"{'step':<{name_w}}  {'result':<7} {'seconds':>7}  detail"
     rows = [head, "-" * min(width, max(len(head), 40))]
     indent = name_w + 2 + 8 + 7 + 2
     detail_w = max(width - indent, 40)
     for s in steps:
-        lines = textwrap.wrap(
-            s.detail, detail_w, break_long_words=False, break_on_hyphens=False
-        ) or [""]
+        lines = textwrap.wrap(s.detail, detail_w, break_on_hyphens=False) or [""]
         rows.append(f"{s.name:<{name_w}}  {s.status.upper():<7} {s.seconds:>7.2f}  {lines[0]}")
         rows += [" " * indent + line for line in lines[1:]]
     return "\n".join(rows)

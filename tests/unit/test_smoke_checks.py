@@ -433,9 +433,13 @@ def test_format_table() -> None:
     lines = table.splitlines()
     assert lines[0].split() == ["step", "result", "seconds", "detail"]
     assert lines[2].startswith("inputs     PASS       0.01  2 policies")
-    assert lines[3].startswith("fail-fast  FAIL      12.50  xxx") and lines[3].endswith("...")
-    assert len(lines[3]) == 80
-    assert lines[4].rstrip() == "shutdown   SKIPPED    0.00"
+    # A long detail wraps onto indented lines, every character kept (never cut with "...").
+    assert lines[3].startswith("fail-fast  FAIL      12.50  xxx") and len(lines[3]) == 80
+    detail = lines[3][len("fail-fast  FAIL      12.50  ") :] + "".join(
+        line.strip() for line in lines[4:-1]
+    )
+    assert detail == "x" * 200 and all(len(line) <= 80 for line in lines)
+    assert lines[-1].rstrip() == "shutdown   SKIPPED    0.00"
     assert steps[1].as_dict() == {
         "step": "fail-fast",
         "status": "fail",
