@@ -6,7 +6,8 @@ to ``$STANDIN_DIR/<role>.argv`` (one JSON list per run) and events to ``$STANDIN
 ``--ready-file``; engine: listens on ``$STANDIN_ENGINE_SOCKET``), then waits for SIGTERM.
 
 ``$STANDIN_<ROLE>`` picks a behaviour: ``ok`` (default), ``die:N`` (exit N before ready),
-``exit:N:SECONDS`` (exit N that long after ready), ``never-ready``, ``ignore-term``,
+``exit:N:SECONDS`` (exit N that long after ready; ``exit:N:router``: once the router is ready,
+whatever the machine's load), ``never-ready``, ``ignore-term``,
 ``slow-term:SECONDS``, ``no-newline`` (last output line without a newline).
 """
 
@@ -71,7 +72,13 @@ def main() -> int:
         sys.stdout.flush()
     if mode.startswith("exit:"):
         _, code, delay = mode.split(":")
-        time.sleep(float(delay))
+        if delay == "router":
+            events = Path(os.environ["STANDIN_DIR"]) / "events"
+            until = time.monotonic() + 60
+            while time.monotonic() < until and "router ready" not in events.read_text():
+                time.sleep(0.05)
+        else:
+            time.sleep(float(delay))
         event(role, "exit")
         return int(code)
     deadline = time.monotonic() + 60  # never outlive a test run
