@@ -92,6 +92,7 @@ def test_a_tag_bump_of_one_git_policy_changes_only_its_layers(
         again = ws.build("--out", str(context))
         after = docker_client.images.get(again["image"]).attrs["RootFS"]["Layers"]
         changed = changed_copies(layers, after, context / "Dockerfile")
+        print(f"tag bump to {tag}: {len(changed)} of {len(after)} layers changed: {changed}")
         layers = after
         return changed
 
