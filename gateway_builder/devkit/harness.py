@@ -17,6 +17,7 @@ import contextlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,41 @@ if os.getppid() != int(sys.argv.pop(1)):
     sys.exit(0)
 runpy.run_module("gateway_executor", run_name="__main__", alter_sys=True)
 """
+#: Temporary directories of harnesses are named so; each holds the pid of its harness.
+WORK_PREFIX = "gwb-harness-"
+OWNER_FILE = "harness.pid"
+#: A directory of a dead harness older than this is removed by the next harness that starts.
+STALE_AFTER_S = 60.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_work_dirs(root: Path | None = None) -> list[Path]:
+    """Remove the temporary directories that harnesses killed before they could clean up left
+    behind (this user's, whose harness process is gone, older than :data:`STALE_AFTER_S`)."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{WORK_PREFIX}*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text(encoding="utf-8"))
+            st = folder.lstat()
+        except (OSError, ValueError):
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        if time.time() - st.st_mtime < STALE_AFTER_S:
+            continue
+        if not _alive(owner):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _enum_names(message: Any) -> dict[str, str]:
@@ -240,7 +276,9 @@ class PolicyHarness:
                 "(pip install 'gateway-builder[executor]')"
             ) from None
         self.env = ensure_policy_env(self.policy, self.env_options, log=self._log)
-        self._work = Path(tempfile.mkdtemp(prefix="gwb-harness-"))
+        sweep_stale_work_dirs()
+        self._work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX))
+        (self._work / OWNER_FILE).write_text(f"{os.getpid()}\n", encoding="utf-8")
         try:
             self._launch(self._work, self.env)
             self._wait_ready(defaults.HARNESS_START_TIMEOUT_S)

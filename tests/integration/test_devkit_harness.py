@@ -22,6 +22,7 @@ import pytest
 from gwb_factories import LocalIndex, make_wheel
 
 from gateway_builder import cli, defaults
+from gateway_builder.devkit import harness as harness_module
 from gateway_builder.devkit.harness import ParamsError, PolicyHarness
 from gateway_builder.errors import BuildError, InputError
 
@@ -343,14 +344,17 @@ def test_the_built_wheel_ships_the_scaffold_templates_and_the_harness(tmp_path: 
 
 
 def test_the_executor_does_not_outlive_a_killed_harness(
-    tmp_path: Path, devkit_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    devkit_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     folder = scaffold(tmp_path, "orphan", capsys=capsys)
     script = (
         "import sys, time\n"
         "from gateway_builder.testing import PolicyHarness\n"
         "h = PolicyHarness(sys.argv[1]).start()\n"
-        "print(h.executor_pid, flush=True)\n"
+        "print(h.executor_pid, h._work, flush=True)\n"
         "time.sleep(300)\n"
     )
     proc = subprocess.Popen(
@@ -361,8 +365,9 @@ def test_the_executor_does_not_outlive_a_killed_harness(
     )
     try:
         assert proc.stdout is not None
-        executor = int(proc.stdout.readline())
-        assert Path(f"/proc/{executor}").exists()
+        pid, work_dir = proc.stdout.readline().split()
+        executor, work = int(pid), Path(work_dir)
+        assert Path(f"/proc/{executor}").exists() and work.is_dir()
     finally:
         proc.kill()
         proc.wait(30)
@@ -373,6 +378,14 @@ def test_the_executor_does_not_outlive_a_killed_harness(
             break
         assert time.monotonic() < deadline, "the executor outlived the process that started it"
         time.sleep(0.1)
+    # The next harness removes the temporary directory the killed one left behind (not its own).
+    monkeypatch.setattr(harness_module, "STALE_AFTER_S", 0.0)
+    assert work.is_dir()
+    with PolicyHarness(folder) as other:
+        assert not work.exists()
+        assert other._work is not None
+        assert other._work not in harness_module.sweep_stale_work_dirs()  # a live harness's
+        assert other._work.is_dir()
 
 
 def test_test_policy_needs_no_docker(
