@@ -181,6 +181,7 @@ class OutputPump:
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self._lock = threading.Lock()
+        self._closed = threading.Condition(self._lock)
         self._streams: dict[int, _Stream] = {}
         self._poller = select.poll()
         self._wake_r, self._wake_w = os.pipe()
@@ -198,6 +199,12 @@ class OutputPump:
             self._poller.register(fd, select.POLLIN)
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"\0")
+
+    def drain(self, timeout: float) -> bool:
+        """Wait (at most ``timeout``) until every pipe reached its end and its last lines are
+        queued: at exit, after the workers were killed."""
+        with self._closed:
+            return self._closed.wait_for(lambda: not self._streams, timeout)
 
     def _run(self) -> None:
         while True:
@@ -224,6 +231,7 @@ class OutputPump:
             with self._lock:
                 del self._streams[stream.fd]
                 self._poller.unregister(stream.fd)
+                self._closed.notify_all()
             os.close(stream.fd)
             return
         if self.sink.full():  # dropped anyway: count the lines, skip the work
@@ -273,6 +281,13 @@ def pump() -> OutputPump:
         return _pump
 
 
+def drain(timeout: float) -> bool:
+    """:meth:`OutputPump.drain` of the process's pump, if it has one."""
+    with _setup:
+        current = _pump
+    return True if current is None else current.drain(timeout)
+
+
 __all__ = [
     "EXECUTOR_BUDGET",
     "MAX_LINE",
@@ -281,6 +296,7 @@ __all__ = [
     "Sink",
     "SinkHandler",
     "clean",
+    "drain",
     "pump",
     "sink",
 ]

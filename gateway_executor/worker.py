@@ -317,8 +317,9 @@ class Spawner:
 
     def stop(self) -> None:
         """Let the spawner thread end (after the pools stopped their workers), killing every
-        process still left of them."""
+        process still left of them; their last output lines are queued before it returns."""
         self.call(self.kill_all)
+        output.drain(0.5)
         self._stopping = True
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"\0")
