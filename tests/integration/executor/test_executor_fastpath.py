@@ -144,10 +144,21 @@ class Served:
 
     def make_idle(self) -> None:
         """Sequential calls with pauses: the stream now counts as idle (the next call may go
-        the fast path)."""
-        for i in range(defaults.SYNC_IDLE_STREAK + 1):
+        the fast path). With a policy timeout of a few ms a warm-up call on a busy machine may
+        time out (its worker is replaced): only a streak of answered calls counts."""
+        streak = 0
+        for attempt in range(50):
+            if streak > defaults.SYNC_IDLE_STREAK:
+                break
             time.sleep(GAP_S)
-            self.echo(f"/warm/{i}")
+            resp = self.call(f"/warm/{attempt}")
+            if resp.WhichOneof("payload") == "error" and resp.error.error_type == "timeout":
+                streak = 0
+                continue
+            assert resp.WhichOneof("payload") == "request_header_action", resp
+            assert headers_set(resp).get("x-echo") == f"/warm/{attempt}", resp
+            streak += 1
+        assert streak > defaults.SYNC_IDLE_STREAK, "no streak of answered warm-up calls in 50"
         time.sleep(GAP_S)
 
     def wait_parked(self, timeout: float = 10.0) -> None:
@@ -345,7 +356,12 @@ def test_a_fast_path_call_over_its_timeout_gets_timeout_and_a_new_worker(
     assert resp.error.error_type == "timeout", resp
     assert took < 2.0  # at the deadline, not when the policy would have finished
     wait_until(lambda: old not in s.pids() and len(s.pids()) == 1, 10, "the replacement")
-    assert s.echo("/next")["x-pid"] != str(old)
+    # With a 20 ms timeout even an echo may time out on a busy machine: retry those.
+    for _ in range(50):
+        nxt = s.call("/next")
+        if not (nxt.WhichOneof("payload") == "error" and nxt.error.error_type == "timeout"):
+            break
+    assert headers_set(nxt)["x-pid"] != str(old), nxt
     s.wait_parked()
 
 
