@@ -127,6 +127,17 @@ def test_policy_failures_fall_back_to_the_line_without_its_prefix() -> None:
     }
 
 
+def test_a_policys_own_output_is_never_taken_for_the_executors_verdict() -> None:
+    output = "[py-pol] [policy prompt-guard pid 35 err] Traceback (most recent call last):\n"
+    assert c.policy_failures(c.parse_log(output), ["prompt-guard"]) == {}
+    verdict = (
+        "[py-pol] 2026-11-27 04:00:01,000 [ERROR] gateway_executor.engine: policy "
+        "prompt-guard:v1.0.0 failed: ModuleNotFoundError: x\n"
+    )
+    found = c.policy_failures(c.parse_log(output + verdict), ["prompt-guard"])
+    assert found == {"prompt-guard": "ModuleNotFoundError: x"}
+
+
 @pytest.mark.parametrize(
     ("line", "stripped"),
     [

@@ -123,6 +123,10 @@ _LOG_PREFIX = re.compile(
 )
 
 
+#: A line a policy's worker wrote, as the executor relays it.
+_POLICY_OUTPUT = re.compile(r"^\[policy \S+ pid \d+ (?:out|err)\] ")
+
+
 def strip_log_prefix(text: str) -> str:
     """A log line without its timestamp, level and logger name."""
     return _LOG_PREFIX.sub("", text.strip(), count=1)
@@ -133,13 +137,16 @@ def policy_failures(lines: Iterable[LogLine], names: Iterable[str]) -> dict[str,
 
     The executor logs one line per failed policy (``policy NAME:VERSION failed: CAUSE``); that
     cause wins. Other executor error lines naming the policy are the fallback (without their
-    logging prefix).
+    logging prefix). A policy's own output (``[policy NAME pid N out|err] ...``, relayed by the
+    executor) is never a cause: the executor's verdict on it follows.
     """
     causes: dict[str, str] = {}
     fallback: dict[str, str] = {}
     wanted = list(names)
     for line in lines:
         if line.tag != TAG_EXECUTOR or not _ERROR_HINT.search(line.text):
+            continue
+        if _POLICY_OUTPUT.match(strip_log_prefix(line.text)):
             continue
         for name in wanted:
             if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", line.text):
